@@ -1,0 +1,263 @@
+"""The Triton models one spec entry becomes, as tensor specs, and the ensemble that wires them.
+
+``<name>``              ensemble:  TEXT -> EMBEDDING | LABEL, SCORES
+``<name>_tokenizer``    python:    TEXT -> input_ids, attention_mask[, token_type_ids]
+``<name>_onnx``         onnxruntime: token tensors -> last_hidden_state | logits
+``<name>_postprocess``  python:    pooling + L2 norm | softmax + labels
+
+The ensemble is built from the members' tensor specs and checked here, so a name, dtype,
+shape or batch-size mismatch between two steps is a build error naming both ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from builder.errors import EnsembleError, SpecError
+from builder.registry import REGISTRY, ExportRegistry, num_labels
+from builder.spec import DynamicBatching, ModelSpec, Spec
+
+__all__ = [
+    "EnsembleStep",
+    "MemberPlan",
+    "ModelPlan",
+    "TensorSpec",
+    "TokenizerInfo",
+    "check_ensemble",
+    "plan_model",
+]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    data_type: str  # a ModelConfig DataType name, e.g. "TYPE_FP32"
+    dims: tuple[int, ...]  # without the batch dimension
+
+    def describe(self) -> str:
+        return f"{self.name} {self.data_type} {list(self.dims)}"
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """One non-ensemble Triton model."""
+
+    name: str
+    backend: str  # "python" or "onnxruntime"
+    max_batch_size: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    instance_count: int
+    instance_kind: str  # KIND_CPU | KIND_GPU
+    dynamic_batching: DynamicBatching | None
+    parameters: tuple[tuple[str, str], ...] = ()
+    default_model_filename: str | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleStep:
+    model_name: str
+    input_map: tuple[tuple[str, str], ...]  # (member input, ensemble tensor)
+    output_map: tuple[tuple[str, str], ...]  # (member output, ensemble tensor)
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What the tokenizer member needs to know about the HF tokenizer."""
+
+    pad_token: str
+    pad_id: int
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    spec: ModelSpec
+    tokenizer: MemberPlan
+    onnx: MemberPlan
+    postprocess: MemberPlan
+    ensemble_inputs: tuple[TensorSpec, ...]
+    ensemble_outputs: tuple[TensorSpec, ...]
+    steps: tuple[EnsembleStep, ...]
+    ensemble_parameters: tuple[tuple[str, str], ...]
+    labels: tuple[str, ...] | None
+
+    @property
+    def members(self) -> tuple[MemberPlan, ...]:
+        return (self.tokenizer, self.onnx, self.postprocess)
+
+
+TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
+
+
+def _labels(model: ModelSpec, hf_config: Mapping[str, Any]) -> tuple[str, ...]:
+    count = num_labels(hf_config)
+    if model.labels is not None:
+        if len(model.labels) != count:
+            raise SpecError(
+                f"models: {model.name}: labels has {len(model.labels)} entries but the model "
+                f"has {count} outputs (num_labels in config.json)"
+            )
+        return model.labels
+    id2label = hf_config.get("id2label")
+    if isinstance(id2label, dict) and len(id2label) == count:
+        try:
+            return tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+        except ValueError:
+            pass
+    return tuple(f"LABEL_{i}" for i in range(count))
+
+
+def _step(member: MemberPlan, **renames: str) -> EnsembleStep:
+    """A step whose tensors keep their member names unless renamed."""
+    return EnsembleStep(
+        model_name=member.name,
+        input_map=tuple((t.name, renames.get(t.name, t.name)) for t in member.inputs),
+        output_map=tuple((t.name, renames.get(t.name, t.name)) for t in member.outputs),
+    )
+
+
+def plan_model(
+    spec: Spec,
+    model: ModelSpec,
+    hf_config: Mapping[str, Any],
+    tokenizer: TokenizerInfo,
+    registry: ExportRegistry = REGISTRY,
+) -> ModelPlan:
+    """Tensor specs of every member of ``model`` and the checked ensemble over them."""
+    model_type = str(hf_config.get("model_type", ""))
+    architecture = registry.architecture(model_type)
+    task = registry.task(model.task)
+    kind = "KIND_GPU" if spec.target_of(model) == "gpu" else "KIND_CPU"
+    batch = model.max_batch_size
+    token_tensors = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in architecture.input_names)
+    raw_output = TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config))
+
+    tok = MemberPlan(
+        name=f"{model.name}_tokenizer",
+        backend="python",
+        max_batch_size=batch,
+        inputs=(TEXT,),
+        outputs=token_tensors,
+        instance_count=1,
+        instance_kind="KIND_CPU",
+        dynamic_batching=None,
+        parameters=(
+            ("max_sequence_length", str(model.max_sequence_length)),
+            ("pad_id", str(tokenizer.pad_id)),
+            ("pad_token", tokenizer.pad_token),
+            ("tokenizer_file", "tokenizer.json"),
+        ),
+    )
+    onnx = MemberPlan(
+        name=f"{model.name}_onnx",
+        backend="onnxruntime",
+        max_batch_size=batch,
+        inputs=token_tensors,
+        outputs=(raw_output,),
+        instance_count=model.instances,
+        instance_kind=kind,
+        dynamic_batching=model.dynamic_batching,
+        default_model_filename="model.onnx",
+    )
+    labels: tuple[str, ...] | None = None
+    if model.task == "text-embedding":
+        post_inputs: tuple[TensorSpec, ...] = (raw_output, token_tensors[1])
+        outputs: tuple[TensorSpec, ...] = (
+            TensorSpec("EMBEDDING", "TYPE_FP32", (raw_output.dims[-1],)),
+        )
+        post_params: tuple[tuple[str, str], ...] = (
+            ("normalize", "true" if model.effective_normalize else "false"),
+            ("pooling", model.effective_pooling),
+            ("task", model.task),
+        )
+        ensemble_params: tuple[tuple[str, str], ...] = ()
+    else:
+        labels = _labels(model, hf_config)
+        post_inputs = (raw_output,)
+        outputs = (
+            TensorSpec("LABEL", "TYPE_STRING", (1,)),
+            TensorSpec("SCORES", "TYPE_FP32", (len(labels),)),
+        )
+        label_json = json.dumps(list(labels), ensure_ascii=False)
+        post_params = (("labels", label_json), ("task", model.task))
+        ensemble_params = (("labels", label_json),)
+    post = MemberPlan(
+        name=f"{model.name}_postprocess",
+        backend="python",
+        max_batch_size=batch,
+        inputs=post_inputs,
+        outputs=outputs,
+        instance_count=1,
+        instance_kind="KIND_CPU",
+        dynamic_batching=None,
+        parameters=post_params,
+    )
+    plan = ModelPlan(
+        spec=model,
+        tokenizer=tok,
+        onnx=onnx,
+        postprocess=post,
+        ensemble_inputs=(TEXT,),
+        ensemble_outputs=outputs,
+        steps=(_step(tok), _step(onnx), _step(post)),
+        ensemble_parameters=ensemble_params,
+        labels=labels,
+    )
+    check_ensemble(plan)
+    return plan
+
+
+def check_ensemble(plan: ModelPlan) -> None:
+    """Raise EnsembleError unless every step's inputs are produced earlier with equal specs."""
+    ensemble = plan.spec.name
+    members = {m.name: m for m in plan.members}
+    produced: dict[str, tuple[TensorSpec, str]] = {
+        t.name: (t, f"ensemble {ensemble!r} input") for t in plan.ensemble_inputs
+    }
+    for step in plan.steps:
+        member = members.get(step.model_name)
+        if member is None:
+            raise EnsembleError(f"ensemble {ensemble!r}: step model {step.model_name!r} unknown")
+        if member.max_batch_size < plan.spec.max_batch_size:
+            raise EnsembleError(
+                f"ensemble {ensemble!r} (max_batch_size {plan.spec.max_batch_size}): member "
+                f"{member.name!r} accepts only max_batch_size {member.max_batch_size}"
+            )
+        member_inputs = {t.name: t for t in member.inputs}
+        for member_input, tensor in step.input_map:
+            want = member_inputs.get(member_input)
+            if want is None:
+                raise EnsembleError(
+                    f"ensemble {ensemble!r}: {member.name!r} has no input {member_input!r}"
+                )
+            if tensor not in produced:
+                raise EnsembleError(
+                    f"ensemble {ensemble!r}: {member.name!r} input {member_input!r} reads "
+                    f"{tensor!r}, which no earlier step produces"
+                )
+            have, where = produced[tensor]
+            if (have.data_type, have.dims) != (want.data_type, want.dims):
+                raise EnsembleError(
+                    f"ensemble {ensemble!r}: {where} {have.describe()} does not match "
+                    f"{member.name!r} input {want.describe()}"
+                )
+        member_outputs = {t.name: t for t in member.outputs}
+        for member_output, tensor in step.output_map:
+            spec = member_outputs.get(member_output)
+            if spec is None:
+                raise EnsembleError(
+                    f"ensemble {ensemble!r}: {member.name!r} has no output {member_output!r}"
+                )
+            produced[tensor] = (spec, f"{member.name!r} output")
+    for out in plan.ensemble_outputs:
+        if out.name not in produced:
+            raise EnsembleError(f"ensemble {ensemble!r}: output {out.name!r} is never produced")
+        have, where = produced[out.name]
+        if (have.data_type, have.dims) != (out.data_type, out.dims):
+            raise EnsembleError(
+                f"ensemble {ensemble!r}: {where} {have.describe()} does not match ensemble "
+                f"output {out.describe()}"
+            )

@@ -1,0 +1,113 @@
+"""What the exporter knows per architecture and per task (the Optimum idea, kept small).
+
+An architecture says which tensors its forward takes; a task says which HF class to load,
+which output to export and what shape it has. Both are plain objects in a plain registry,
+built explicitly below; a failed lookup lists what is supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from builder.errors import ExportError
+
+__all__ = ["REGISTRY", "Architecture", "ExportRegistry", "TaskExport"]
+
+_IDS_AND_MASK = ("input_ids", "attention_mask")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """An encoder family, keyed by ``config.json``'s ``model_type``."""
+
+    model_type: str
+    input_names: tuple[str, ...]
+    # Dummy shapes for the export example; parity runs on different ones on purpose.
+    example_batch: int = 2
+    example_sequence: int = 8
+
+
+@dataclass(frozen=True)
+class TaskExport:
+    """What one task exports from the HF model."""
+
+    task: str
+    auto_class: str  # attribute name in ``transformers``
+    output_name: str
+    token_level: bool  # output has a sequence axis (compare only unpadded positions)
+
+    def output_dims(self, hf_config: Mapping[str, Any]) -> tuple[int, ...]:
+        """Dims of the output per batch item, -1 for the sequence axis."""
+        if self.token_level:
+            return (-1, _int_field(hf_config, "hidden_size", "dim"))
+        return (num_labels(hf_config),)
+
+
+def _int_field(hf_config: Mapping[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = hf_config.get(key)
+        if isinstance(value, int):
+            return value
+    raise ExportError(f"config.json has none of {', '.join(keys)}")
+
+
+def num_labels(hf_config: Mapping[str, Any]) -> int:
+    id2label = hf_config.get("id2label")
+    if isinstance(id2label, dict) and id2label:
+        return len(id2label)
+    value = hf_config.get("num_labels")
+    return value if isinstance(value, int) else 2
+
+
+class ExportRegistry:
+    """Architectures and tasks the exporter supports."""
+
+    def __init__(self, architectures: list[Architecture], tasks: list[TaskExport]) -> None:
+        self._architectures = {a.model_type: a for a in architectures}
+        self._tasks = {t.task: t for t in tasks}
+
+    def architecture(self, model_type: str) -> Architecture:
+        try:
+            return self._architectures[model_type]
+        except KeyError:
+            raise ExportError(
+                f"architecture {model_type!r} is not supported for export; supported: "
+                + ", ".join(sorted(self._architectures))
+            ) from None
+
+    def task(self, task: str) -> TaskExport:
+        try:
+            return self._tasks[task]
+        except KeyError:
+            raise ExportError(
+                f"task {task!r} is not supported for export; supported: "
+                + ", ".join(sorted(self._tasks))
+            ) from None
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        return tuple(sorted(self._architectures))
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(sorted(self._tasks))
+
+
+REGISTRY = ExportRegistry(
+    architectures=[
+        Architecture("bert", (*_IDS_AND_MASK, "token_type_ids")),
+        Architecture("roberta", _IDS_AND_MASK),
+        Architecture("distilbert", _IDS_AND_MASK),
+    ],
+    tasks=[
+        TaskExport("text-embedding", "AutoModel", "last_hidden_state", token_level=True),
+        TaskExport(
+            "text-classification",
+            "AutoModelForSequenceClassification",
+            "logits",
+            token_level=False,
+        ),
+    ],
+)

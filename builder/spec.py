@@ -1,0 +1,266 @@
+"""The YAML spec: frozen, typed objects validated once, at load.
+
+Every error names the spec file and the key path, e.g.
+``models.yaml: models[1].dynamic_batching.max_queue_delay_us: Input should be ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from builder.errors import SpecError
+
+__all__ = [
+    "DynamicBatching",
+    "ExportSettings",
+    "ModelSpec",
+    "Spec",
+    "SpecDefaults",
+    "load_spec",
+    "parse_spec",
+]
+
+Target = Literal["cpu", "gpu"]
+Task = Literal["text-embedding", "text-classification"]
+Pooling = Literal["mean", "cls"]
+
+# A name becomes a folder in the repository and part of member names: keep it boring.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Suffixes of the member models an entry expands into; see builder.plan.
+MEMBER_SUFFIXES = ("_tokenizer", "_onnx", "_postprocess")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DynamicBatching(_Frozen):
+    """Triton's dynamic batcher for the ONNX member."""
+
+    max_queue_delay_us: int = Field(default=0, ge=0, le=60_000_000)
+    preferred_batch_sizes: tuple[int, ...] = ()
+
+    @field_validator("preferred_batch_sizes")
+    @classmethod
+    def _positive_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in value):
+            raise ValueError("every preferred batch size must be >= 1")
+        if list(value) != sorted(set(value)):
+            raise ValueError("preferred batch sizes must be strictly increasing")
+        return value
+
+
+class ExportSettings(_Frozen):
+    """How the model is exported and how closely it must match PyTorch."""
+
+    format: Literal["onnx"] = "onnx"
+    opset: int = Field(default=18, ge=14, le=21)
+    atol: float = Field(default=1.0e-4, gt=0)
+    allow_parity_failure: bool = False
+
+    @field_validator("atol", mode="before")
+    @classmethod
+    def _yaml_exponent(cls, value: object) -> object:
+        # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it means.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+
+class ModelSpec(_Frozen):
+    """One entry of ``models:``; it becomes an ensemble named ``name`` plus its members."""
+
+    name: str = Field(min_length=1, max_length=100)
+    task: Task
+    source: str = Field(min_length=1)
+    revision: str | None = None
+    target: Target | None = None
+    max_sequence_length: int = Field(default=256, ge=2, le=8192)
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    dynamic_batching: DynamicBatching | None = DynamicBatching()
+    instances: int = Field(default=1, ge=1, le=64)
+    export: ExportSettings = ExportSettings()
+    pooling: Pooling | None = None
+    normalize: bool | None = None
+    labels: tuple[str, ...] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _SAFE_NAME.match(value):
+            raise ValueError(
+                f"unsafe model name {value!r}: use letters, digits, '_' and '-', "
+                "starting with a letter or digit (no '/', '..' or spaces)"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if len(value) < 1:
+            raise ValueError("labels must not be empty")
+        if len(set(value)) != len(value):
+            raise ValueError("labels must be unique")
+        if any(not label for label in value):
+            raise ValueError("labels must be non-empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def _task_keys(self) -> ModelSpec:
+        if self.task != "text-embedding":
+            for key in ("pooling", "normalize"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"'{key}' applies only to task text-embedding")
+        if self.task != "text-classification" and self.labels is not None:
+            raise ValueError("'labels' applies only to task text-classification")
+        batching = self.dynamic_batching
+        if batching and any(s > self.max_batch_size for s in batching.preferred_batch_sizes):
+            raise ValueError(
+                "dynamic_batching.preferred_batch_sizes must not exceed "
+                f"max_batch_size ({self.max_batch_size})"
+            )
+        return self
+
+    @property
+    def effective_pooling(self) -> Pooling:
+        return self.pooling or "mean"
+
+    @property
+    def effective_normalize(self) -> bool:
+        return True if self.normalize is None else self.normalize
+
+
+class SpecDefaults(_Frozen):
+    target: Target = "cpu"
+
+
+class Spec(_Frozen):
+    """A whole spec file. ``path`` is where it was read from (sources resolve against it)."""
+
+    repository: str = "model_repository"
+    defaults: SpecDefaults = SpecDefaults()
+    models: tuple[ModelSpec, ...]
+    path: Path = Field(default=Path("models.yaml"), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Spec:
+        if not self.models:
+            raise ValueError("models: the spec must list at least one model")
+        taken: dict[str, str] = {}
+        for index, model in enumerate(self.models):
+            names = [model.name] + [model.name + suffix for suffix in MEMBER_SUFFIXES]
+            for name in names:
+                if name in taken:
+                    raise ValueError(
+                        f"models[{index}].name: {model.name!r} collides with {taken[name]} "
+                        f"(Triton model name {name!r} would be used twice)"
+                    )
+                taken[name] = f"models[{index}] ({model.name!r})"
+        return self
+
+    def target_of(self, model: ModelSpec) -> Target:
+        return model.target or self.defaults.target
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def repository_dir(self) -> Path:
+        return (self.base_dir / self.repository).resolve()
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise SpecError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1}, "
+                f"column {key_node.start_mark.column + 1}"
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + part
+    return path or "<root>"
+
+
+def _describe(error: Any, data: Any) -> str:
+    loc = tuple(error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    if not loc:
+        return message
+    where = _key_path(loc)
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+        try:
+            name = data["models"][loc[1]]["name"]
+            where += f" (model {name!r})"
+        except (KeyError, IndexError, TypeError):
+            pass
+    if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
+        shown = json.dumps(error["input"], default=str)
+        if len(shown) <= 80:
+            message += f" (got {shown})"
+    return f"{where}: {message}"
+
+
+def parse_spec(text: str, path: Path) -> Spec:
+    """Parse and validate spec text; errors name ``path`` and the key path."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: the spec must be a mapping with a 'models' list")
+    try:
+        # Through JSON so that strict mode accepts YAML lists for tuples and strings for literals.
+        spec = Spec.model_validate_json(json.dumps(data, default=str), strict=True)
+    except ValidationError as exc:
+        lines = [_describe(error, data) for error in exc.errors()]
+        raise SpecError(f"{path}: invalid spec\n  " + "\n  ".join(lines)) from None
+    return spec.model_copy(update={"path": path.resolve()})
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file."""
+    spec_path = Path(path)
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
+    return parse_spec(text, spec_path)
