@@ -1,0 +1,155 @@
+"""Hugging Face -> ONNX with the dynamo exporter, and the tokenizer file beside it.
+
+``load_model`` and ``export_onnx`` are separate from ``builder.parity.check_parity``: export
+produces an artifact, parity judges it. The legacy TorchScript exporter is not used: it
+produced graphs that were silently wrong on padded batches (see TOOLCHAIN.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.errors import ExportError
+from builder.plan import TokenizerInfo
+from builder.registry import Architecture, TaskExport
+
+__all__ = ["OnnxArtifact", "export_onnx", "export_tokenizer", "load_model"]
+
+ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class OnnxArtifact:
+    """An exported graph: ``model.onnx`` plus its external data file(s), in ``directory``."""
+
+    directory: Path
+    files: tuple[str, ...]
+    input_names: tuple[str, ...]
+    output_name: str
+    opset: int
+
+    @property
+    def path(self) -> Path:
+        return self.directory / ONNX_FILE
+
+
+
+
+def load_model(source_dir: Path, task: TaskExport) -> Any:
+    """The HF model for ``task`` in float32 eval mode, with eager attention (exportable)."""
+    import torch
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    auto = getattr(transformers, task.auto_class)
+    try:
+        model = auto.from_pretrained(
+            str(source_dir), attn_implementation="eager", dtype=torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{source_dir}: cannot load as {task.auto_class}: {exc}") from None
+    return model.eval()
+
+
+def _wrapper(model: Any, architecture: Architecture, task: TaskExport) -> Any:
+    import torch
+
+    names = architecture.input_names
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            given = {
+                "input_ids": input_ids,
+                "attention_mask": attention_mask,
+                "token_type_ids": token_type_ids,
+            }
+            # transformers 5 changed positional order: always call with keywords
+            out = self.inner(**{n: given[n] for n in names})
+            return getattr(out, task.output_name)  # type: ignore[no-any-return]
+
+    return Wrapped().eval()
+
+
+def export_onnx(
+    model: Any, architecture: Architecture, task: TaskExport, opset: int, out_dir: Path
+) -> OnnxArtifact:
+    """Export ``model`` to ``out_dir/model.onnx`` with dynamic batch and sequence axes."""
+    import onnx
+    import torch
+
+    batch, seq = architecture.example_batch, architecture.example_sequence
+    example = {n: torch.ones(batch, seq, dtype=torch.long) for n in architecture.input_names}
+    if "token_type_ids" in example:
+        example["token_type_ids"] = torch.zeros(batch, seq, dtype=torch.long)
+    dynamic = {n: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC} for n in example}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / ONNX_FILE
+    chatter = io.StringIO()
+    # torch logs "torchvision is not installed" per run: not actionable for text models
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _wrapper(model, architecture, task),
+                (),
+                str(target),
+                kwargs=example,
+                input_names=list(architecture.input_names),
+                output_names=[task.output_name],
+                dynamic_shapes=dynamic,
+                opset_version=opset,
+                dynamo=True,
+                external_data=True,
+                report=False,
+                verbose=False,
+            )
+    except Exception as exc:  # torch.export raises a zoo of internal error types
+        detail = chatter.getvalue().strip().splitlines()[-5:]
+        raise ExportError(
+            f"torch.onnx.export failed: {type(exc).__name__}: {exc}\n" + "\n".join(detail)
+        ) from None
+    graph = onnx.load(str(target), load_external_data=False).graph
+    got_inputs = tuple(i.name for i in graph.input)
+    got_outputs = tuple(o.name for o in graph.output)
+    if got_inputs != architecture.input_names or got_outputs != (task.output_name,):
+        raise ExportError(
+            f"exported graph has inputs {got_inputs} and outputs {got_outputs}; the registry "
+            f"declares {architecture.input_names} and ({task.output_name!r},)"
+        )
+    files = tuple(sorted(p.name for p in out_dir.iterdir() if p.name.startswith(ONNX_FILE)))
+    return OnnxArtifact(out_dir, files, got_inputs, task.output_name, opset)
+
+
+def export_tokenizer(source_dir: Path, out_dir: Path) -> TokenizerInfo:
+    """Write the fast tokenizer as ``out_dir/tokenizer.json``; return its padding facts."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source_dir))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{source_dir}: cannot load the tokenizer: {exc}") from None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ExportError(f"{source_dir}: the tokenizer has no fast (tokenizers) version")
+    if tokenizer.pad_token is None or tokenizer.pad_token_id is None:
+        raise ExportError(f"{source_dir}: the tokenizer defines no pad token")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    backend.save(str(out_dir / TOKENIZER_FILE))
+    return TokenizerInfo(pad_token=str(tokenizer.pad_token), pad_id=int(tokenizer.pad_token_id))

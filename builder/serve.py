@@ -1,0 +1,263 @@
+"""Run a real tritonserver over a repository, with or without Docker and GPU.
+
+``find_tritonserver`` takes ``tritonserver`` from PATH (the NGC image) or the binary shipped in
+the ``nvidia-pytriton`` wheel. ``assemble_backends`` builds a backend directory: the native
+backends found beside the server, the Python backend with the stub for the running Python,
+and our Python-based stand-ins (``python_backends/<backend>/model.py``) for any backend the
+server lacks, so the same ``config.pbtxt`` serves in both places.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import util as importlib_util
+from pathlib import Path
+from types import TracebackType
+
+from builder.errors import ServeError
+
+__all__ = ["LocalServer", "Ports", "TritonInstall", "assemble_backends", "find_tritonserver", "free_ports"]
+
+STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends"
+_FAILED = re.compile(r"failed to load|UNAVAILABLE|failed to stat|Invalid argument|error:", re.I)
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    binary: Path
+    backends: Path  # the server's own backend directory
+    lib_dirs: tuple[Path, ...]  # needed on LD_LIBRARY_PATH
+    stubs: Path | None  # python_backend_stubs/<major.minor>/ in the wheel; None when native
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int
+
+
+def free_ports(count: int = 3) -> list[int]:
+    """Ports free on 127.0.0.1 right now (bound together so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def find_tritonserver() -> TritonInstall:
+    """tritonserver from PATH, else from the nvidia-pytriton wheel."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        binary = Path(on_path).resolve()
+        return TritonInstall(binary, binary.parent.parent / "backends", (), None)
+    found = importlib_util.find_spec("pytriton")
+    if found is None or not found.submodule_search_locations:
+        raise ServeError(
+            "no tritonserver found: none on PATH, and the nvidia-pytriton wheel is not "
+            "installed (pip install 'triton-pack[local]', or run inside the NGC image)"
+        )
+    package = Path(next(iter(found.submodule_search_locations)))
+    root = package / "tritonserver"
+    libs = package.parent / "nvidia_pytriton.libs"
+    return TritonInstall(
+        binary=root / "bin" / "tritonserver",
+        backends=root / "backends",
+        lib_dirs=(libs,),
+        stubs=root / "python_backend_stubs",
+    )
+
+
+def assemble_backends(install: TritonInstall, dest: Path) -> Path:
+    """A backend directory in ``dest``: native backends, the Python backend, our stand-ins."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for native in sorted(install.backends.iterdir()):
+        if native.is_dir() and native.name != "python":
+            (dest / native.name).symlink_to(native, target_is_directory=True)
+    python = dest / "python"
+    if install.stubs is None:
+        python.symlink_to(install.backends / "python", target_is_directory=True)
+    else:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = install.stubs / version / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise ServeError(f"the nvidia-pytriton wheel has no Python backend stub for {version}")
+        python.mkdir()
+        # copies, not links: tritonserver refuses a backend library that resolves elsewhere
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            shutil.copy2(install.backends / "python" / name, python / name)
+        shutil.copy2(stub, python / stub.name)
+        (python / stub.name).chmod(0o755)
+    for stand_in in sorted(STAND_INS_DIR.glob("*/model.py")):
+        backend = stand_in.parent.name
+        if backend in ("tokenizer", "postprocess") or (dest / backend).exists():
+            continue
+        (dest / backend).mkdir()
+        shutil.copy2(stand_in, dest / backend / "model.py")
+    return dest
+
+
+def _environment(install: TritonInstall) -> dict[str, str]:
+    env = dict(os.environ)
+    # The stub finds site-packages through the first python3 on PATH (its venv's pyvenv.cfg)
+    # and must link the libpython of the interpreter running us, or stdlib extensions break.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    libdir = sysconfig.get_config_var("LIBDIR")
+    dirs = [str(d) for d in install.lib_dirs] + ([libdir] if libdir else [])
+    if env.get("LD_LIBRARY_PATH"):
+        dirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(dirs)
+    return env
+
+
+def model_errors(log: str) -> list[str]:
+    """The lines of a tritonserver log that say why models failed to load."""
+    lines = []
+    for line in log.splitlines():
+        if _FAILED.search(line) and line.strip() not in lines:
+            lines.append(line.strip())
+    return lines
+
+
+class LocalServer:
+    """A tritonserver process over ``repository``; a context manager."""
+
+    def __init__(
+        self,
+        repository: Path,
+        ports: Ports | None = None,
+        host: str = "127.0.0.1",
+        model_control: str = "none",
+        extra_args: tuple[str, ...] = (),
+        log_path: Path | None = None,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        if ports is None:
+            ports = Ports(*free_ports(3))
+        self.ports = ports
+        self.host = host
+        self.model_control = model_control
+        self.extra_args = extra_args
+        self._workdir = Path(tempfile.mkdtemp(prefix="triton-pack-serve-"))
+        self.log_path = log_path or self._workdir / "tritonserver.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.ports.metrics}/metrics"
+
+    def command(self, install: TritonInstall, backends: Path) -> list[str]:
+        cmd = [
+            str(install.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={backends}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--http-port={self.ports.http}",
+            f"--grpc-port={self.ports.grpc}",
+            f"--metrics-port={self.ports.metrics}",
+            "--allow-metrics=true",
+        ]
+        if self.model_control == "explicit":
+            cmd += ["--model-control-mode=explicit", "--load-model=*"]
+        return cmd + list(self.extra_args)
+
+    def start(self, timeout: float = 300.0) -> None:
+        if not (self.repository / ".").is_dir():
+            raise ServeError(f"{self.repository}: no such model repository")
+        install = find_tritonserver()
+        backends = assemble_backends(install, self._workdir / "backends")
+        log = self.log_path.open("wb")
+        self._process = subprocess.Popen(
+            self.command(install, backends),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_environment(install),
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._fail(f"tritonserver exited with code {self._process.returncode}")
+            if self._ready():
+                return
+            time.sleep(0.25)
+        self.stop()
+        self._fail(f"tritonserver was not ready within {timeout:.0f}s")
+
+    def _fail(self, reason: str) -> None:
+        self.stop()
+        log = self.log_path.read_text(encoding="utf-8", errors="replace")
+        errors = model_errors(log) or log.strip().splitlines()[-20:]
+        raise ServeError(f"{reason}; log: {self.log_path}\n  " + "\n  ".join(errors))
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait(self) -> int:
+        if self._process is None:
+            return 0
+        return self._process.wait()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Python backend stubs are children of the server: end the whole group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,93 @@
+"""Pure pre- and post-processing for text models. No Triton imports: unit-tested directly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+# tokenizers' Encoding attribute per model input name
+_ENCODING_FIELDS = {
+    "input_ids": "ids",
+    "attention_mask": "attention_mask",
+    "token_type_ids": "type_ids",
+}
+
+
+def decode_texts(raw: npt.NDArray[Any]) -> list[str]:
+    """A Triton BYTES tensor of shape [batch, 1] to Python strings (UTF-8, strict)."""
+    texts = []
+    for item in raw.reshape(-1):
+        if isinstance(item, bytes):
+            texts.append(item.decode("utf-8"))
+        else:
+            texts.append(str(item))
+    return texts
+
+
+def configure_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token: str) -> None:
+    """Truncate to ``max_length`` and pad to the longest text of each call."""
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str], names: Sequence[str]) -> dict[str, IntArray]:
+    """Encode ``texts`` into the int64 arrays named ``names``, each [batch, sequence]."""
+    encodings = tokenizer.encode_batch(list(texts))
+    out: dict[str, IntArray] = {}
+    for name in names:
+        field = _ENCODING_FIELDS[name]
+        out[name] = np.asarray([getattr(e, field) for e in encodings], dtype=np.int64)
+    return out
+
+
+def mean_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
+    """Average of token vectors where ``mask`` is 1: [batch, seq, dim] -> [batch, dim]."""
+    weights = mask.astype(np.float32)[:, :, None]
+    summed = (hidden.astype(np.float32) * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    return (summed / counts).astype(np.float32)
+
+
+def cls_pool(hidden: FloatArray) -> FloatArray:
+    """The first token's vector: [batch, seq, dim] -> [batch, dim]."""
+    return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+
+
+def l2_normalize(vectors: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> FloatArray:
+    """Sentence embeddings from token states, as sentence-transformers computes them."""
+    if pooling == "mean":
+        pooled = mean_pool(hidden, mask)
+    elif pooling == "cls":
+        pooled = cls_pool(hidden)
+    else:
+        raise ValueError(f"unknown pooling {pooling!r}")
+    return l2_normalize(pooled) if normalize else pooled
+
+
+def softmax(logits: FloatArray) -> FloatArray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def classify(
+    logits: FloatArray, labels: Sequence[str]
+) -> tuple[npt.NDArray[np.object_], FloatArray]:
+    """Probabilities in label order, and the best label per row as a [batch, 1] BYTES array."""
+    if logits.shape[1] != len(labels):
+        raise ValueError(f"{logits.shape[1]} logits but {len(labels)} labels")
+    scores = softmax(logits)
+    best = scores.argmax(axis=1)
+    names = np.array([[labels[i].encode("utf-8")] for i in best], dtype=np.object_)
+    return names, scores
