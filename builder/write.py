@@ -83,9 +83,13 @@ def library_versions() -> dict[str, str]:
 
 
 def cache_key(spec: Spec, model: ModelSpec, source: ResolvedSource) -> str:
+    # Only what changes the exported files or their parity figures: a new batch size or
+    # instance count re-renders configs but does not re-export.
     payload = {
         "tool": __version__,
-        "model": model.model_dump(mode="json"),
+        "model": model.model_dump(
+            mode="json", include={"task", "source", "revision", "max_sequence_length", "export"}
+        ),
         "target": spec.target_of(model),
         "source": source.fingerprint,
         "libraries": library_versions(),

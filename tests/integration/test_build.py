@@ -1,0 +1,221 @@
+"""build-repo end to end on real exports: parity, atomicity, caching, determinism, --check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.cli import build_repo_main
+from builder.registry import REGISTRY
+from builder.spec import load_spec
+from builder.write import build_repository
+from tests.integration.conftest import write_spec
+from tests.tiny_models import make_model
+
+pytestmark = pytest.mark.slow
+
+# Every registered architecture must appear here (Optimum's test_all_models_tested).
+EXPORT_MATRIX = [
+    (model_type, task)
+    for model_type in ("bert", "roberta", "distilbert")
+    for task in ("text-embedding", "text-classification")
+]
+
+
+def quiet(message: str) -> None:
+    """Progress sink for tests."""
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def tiny_spec(folder: Path, source: Path, extra: str = "", task: str = "text-classification") -> Path:
+    return write_spec(
+        folder / "models.yaml",
+        f"""
+repository: repo
+models:
+  - name: tiny
+    task: {task}
+    source: {source}
+    max_sequence_length: 64
+    max_batch_size: 4
+{extra}""",
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_model(tmp_path_factory.mktemp("tiny-bert"), "bert", "text-classification")
+
+
+@pytest.fixture()
+def built(tmp_path: Path, tiny_bert: Path) -> Path:
+    spec = tiny_spec(tmp_path, tiny_bert)
+    build_repository(load_spec(spec), progress=quiet)
+    return spec
+
+
+def test_every_registered_architecture_is_in_the_export_matrix() -> None:
+    assert {m for m, _ in EXPORT_MATRIX} == set(REGISTRY.model_types)
+    assert {t for _, t in EXPORT_MATRIX} == set(REGISTRY.tasks)
+
+
+@pytest.mark.parametrize(("model_type", "task"), EXPORT_MATRIX)
+def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
+    source = make_model(tmp_path / "src", model_type, task)
+    spec = tiny_spec(tmp_path, source, task=task)
+    result = build_repository(load_spec(spec), progress=quiet)
+    manifest = json.loads((result.repository / "manifest.json").read_text())
+    parity = manifest["models"]["tiny"]["parity"]
+    assert parity["passed"] is True
+    assert parity["max_abs_diff"] <= 1e-4
+    assert parity["output"] == ("last_hidden_state" if task == "text-embedding" else "logits")
+    # parity ran on shapes unlike the export example (batch 2, length 8, unpadded)
+    assert parity["cases"][0] == "batch 3, lengths [13, 7, 1]"
+    assert parity["cases"][2] == "batch 1, lengths [64]"
+    onnx_files = sorted(p.name for p in (result.repository / "tiny_onnx" / "1").iterdir())
+    assert onnx_files == ["model.onnx", "model.onnx.data"]
+    config = (result.repository / "tiny_onnx" / "config.pbtxt").read_text()
+    has_types = 'name: "token_type_ids"' in config
+    assert has_types == (model_type == "bert")
+
+
+def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(
+    built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = built.parent / "repo"
+    before = snapshot(repo)
+    text = built.read_text() + "    export: {atol: 1.0e-12}\n"
+    built.write_text(text)
+    assert build_repo_main([str(built)]) == 1
+    err = capsys.readouterr().err
+    assert "model 'tiny'" in err
+    assert "output 'logits'" in err
+    assert "more than export.atol 1e-12" in err
+    assert "differs from PyTorch by up to" in err
+    assert snapshot(repo) == before
+    assert sorted(p.name for p in built.parent.iterdir()) == ["models.yaml", "repo"]
+
+
+def test_allow_parity_failure_builds_and_records_the_failure(built: Path) -> None:
+    built.write_text(
+        built.read_text() + "    export: {atol: 1.0e-12, allow_parity_failure: true}\n"
+    )
+    assert build_repo_main([str(built), "-q"]) == 0
+    manifest = json.loads((built.parent / "repo" / "manifest.json").read_text())
+    parity = manifest["models"]["tiny"]["parity"]
+    assert parity["passed"] is False
+    assert parity["max_abs_diff"] > 1e-12
+
+
+BAD_ENTRIES = [
+    ("    instances: '2'\n", "models[0].instances (model 'tiny'): Input should be a valid integer"),
+    ("    bogus: 1\n", "models[0].bogus (model 'tiny'): unknown key"),
+    ("    pooling: max\n", "models[0].pooling (model 'tiny'): Input should be 'mean' or 'cls'"),
+    (
+        "    dynamic_batching: {max_queue_delay_us: abc}\n",
+        "models[0].dynamic_batching.max_queue_delay_us (model 'tiny')",
+    ),
+    ("  - {name: tiny, task: text-embedding, source: x}\n", "'tiny' collides with models[0]"),
+    ("  - {name: '../up', task: text-embedding, source: x}\n", "models[1].name"),
+    ("  - {name: 'has space', task: text-embedding, source: x}\n", "unsafe model name"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), BAD_ENTRIES)
+def test_bad_spec_exits_nonzero_with_key_path_and_keeps_repository(
+    built: Path, capsys: pytest.CaptureFixture[str], extra: str, message: str
+) -> None:
+    repo = built.parent / "repo"
+    before = snapshot(repo)
+    built.write_text(built.read_text() + extra)
+    assert build_repo_main([str(built)]) == 1
+    err = capsys.readouterr().err
+    assert str(built) in err
+    assert message in err
+    assert snapshot(repo) == before
+
+
+def test_second_build_reexports_nothing(built: Path) -> None:
+    repo = built.parent / "repo"
+    before = snapshot(repo)
+    result = build_repository(load_spec(built), progress=quiet)
+    assert [m.exported for m in result.models] == [False]
+    assert snapshot(repo) == before
+
+
+def test_config_only_change_rerenders_without_export(built: Path) -> None:
+    built.write_text(built.read_text() + "    instances: 3\n")
+    result = build_repository(load_spec(built), progress=quiet)
+    assert [m.exported for m in result.models] == [False]
+    config = (built.parent / "repo" / "tiny_onnx" / "config.pbtxt").read_text()
+    assert "count: 3" in config
+
+
+def test_export_setting_change_reexports(built: Path) -> None:
+    built.write_text(built.read_text() + "    export: {opset: 17}\n")
+    result = build_repository(load_spec(built), progress=quiet)
+    assert [m.exported for m in result.models] == [True]
+    manifest = json.loads((built.parent / "repo" / "manifest.json").read_text())
+    assert manifest["models"]["tiny"]["export"]["opset"] == 17
+
+
+def test_tampered_artifact_is_rebuilt(built: Path) -> None:
+    data = built.parent / "repo" / "tiny_onnx" / "1" / "model.onnx.data"
+    data.write_bytes(b"corrupt")
+    result = build_repository(load_spec(built), progress=quiet)
+    assert [m.exported for m in result.models] == [True]
+    assert data.stat().st_size > 1000
+
+
+def test_builds_are_deterministic(tmp_path: Path, tiny_bert: Path) -> None:
+    first = tiny_spec(tmp_path, tiny_bert)
+    second_dir = tmp_path / "again"
+    second_dir.mkdir()
+    second = tiny_spec(second_dir, tiny_bert)
+    a = build_repository(load_spec(first), progress=quiet).repository
+    b = build_repository(load_spec(second), progress=quiet).repository
+    assert snapshot(a) == snapshot(b)
+
+
+def test_check_reports_drift(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = built.parent / "repo"
+    assert build_repo_main([str(built), "--check", "-q"]) == 0
+    config = repo / "tiny_onnx" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_batch_size: 4", "max_batch_size: 5"))
+    (repo / "tiny_postprocess" / "1" / "model.py").unlink()
+    capsys.readouterr()
+    assert build_repo_main([str(built), "--check", "-q"]) == 1
+    out = capsys.readouterr().out
+    assert "differs: tiny_onnx/config.pbtxt" in out
+    assert "missing: tiny_postprocess/1/model.py" in out
+
+
+def test_committed_repository_matches_models_yaml() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert build_repo_main([str(root / "models.yaml"), "--check", "-q"]) == 0
+
+
+def test_failed_export_of_a_second_model_keeps_the_first_build(
+    built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = built.parent / "repo"
+    before = snapshot(repo)
+    missing = tmp_path / "nowhere"
+    built.write_text(
+        built.read_text()
+        + f"  - {{name: other, task: text-embedding, source: {missing}}}\n"
+    )
+    assert build_repo_main([str(built)]) == 1
+    assert "source folder" in capsys.readouterr().err
+    assert snapshot(repo) == before
+    shutil.rmtree(repo)

@@ -1,0 +1,80 @@
+"""Tiny random Hugging Face models and a locally made WordPiece tokenizer, for tests.
+
+Nothing is downloaded: configs are built here, weights are random (seeded), and the
+tokenizer's vocabulary is written by the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WORDS = (
+    "the a an and or of to in on for with is are was be this that it good bad great "
+    "terrible movie film service food triton server model text hello world fast slow "
+    "very not love hate ok fine happy sad yes no one two three"
+).split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_tokenizer(directory: Path) -> None:
+    """A BERT WordPiece tokenizer over a small vocabulary, saved as HF files."""
+    from transformers import BertTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    letters = sorted({c for w in WORDS for c in w}) + [
+        "##" + c for c in sorted({c for w in WORDS for c in w})
+    ]
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(SPECIALS + WORDS + letters + list(".,!?'")) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer.save_pretrained(str(directory))
+
+
+def _config(model_type: str, num_labels: int, id2label: dict[int, str] | None) -> object:
+    import transformers
+
+    common = {"vocab_size": len(SPECIALS) + 200, "pad_token_id": 0}
+    if id2label is not None:
+        common["id2label"] = id2label
+        common["label2id"] = {v: k for k, v in id2label.items()}
+    else:
+        common["num_labels"] = num_labels
+    if model_type == "bert":
+        return transformers.BertConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+            max_position_embeddings=512, **common,
+        )
+    if model_type == "roberta":
+        return transformers.RobertaConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+            max_position_embeddings=520, type_vocab_size=1, bos_token_id=2, eos_token_id=3,
+            **common,
+        )
+    if model_type == "distilbert":
+        return transformers.DistilBertConfig(
+            dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=512, **common
+        )
+    raise ValueError(f"no tiny config for {model_type!r}")
+
+
+def make_model(
+    directory: Path,
+    model_type: str = "bert",
+    task: str = "text-classification",
+    num_labels: int = 3,
+    id2label: dict[int, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny random ``model_type`` model for ``task`` plus a tokenizer in ``directory``."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = _config(model_type, num_labels, id2label)
+    if task == "text-classification":
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = transformers.AutoModel.from_config(config)
+    model.save_pretrained(str(directory))
+    write_tokenizer(directory)
+    return directory

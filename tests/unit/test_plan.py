@@ -1,0 +1,370 @@
+"""builder.plan: the members' tensor specs and the ensemble check."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder.errors import EnsembleError, ExportError, SpecError
+from builder.plan import (
+    EnsembleStep,
+    ModelPlan,
+    TensorSpec,
+    TokenizerInfo,
+    check_ensemble,
+    plan_model,
+)
+from builder.spec import DynamicBatching, Spec, parse_spec
+
+TOKENIZER = TokenizerInfo(pad_token="[PAD]", pad_id=0)
+TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
+IDS = TensorSpec("input_ids", "TYPE_INT64", (-1,))
+MASK = TensorSpec("attention_mask", "TYPE_INT64", (-1,))
+TYPES = TensorSpec("token_type_ids", "TYPE_INT64", (-1,))
+
+
+def make_spec(entry: str, defaults: str = "") -> Spec:
+    return parse_spec(f"{defaults}models:\n  - {entry}\n", Path("models.yaml"))
+
+
+def plan_for(entry: str, hf_config: dict[str, Any], defaults: str = "") -> ModelPlan:
+    spec = make_spec(entry, defaults)
+    return plan_model(spec, spec.models[0], hf_config, TOKENIZER)
+
+
+MINILM = (
+    "{name: minilm, task: text-embedding, source: ./m, max_sequence_length: 256, "
+    "max_batch_size: 32, dynamic_batching: {max_queue_delay_us: 1000, "
+    "preferred_batch_sizes: [8, 16]}, instances: 2, pooling: mean, normalize: true}"
+)
+BERT_384 = {"model_type": "bert", "hidden_size": 384}
+
+
+def classifier(extra: str = "") -> str:
+    return "{name: clf, task: text-classification, source: ./m" + extra + "}"
+
+
+def test_embedding_plan_bert() -> None:
+    plan = plan_for(MINILM, BERT_384)
+    hidden = TensorSpec("last_hidden_state", "TYPE_FP32", (-1, 384))
+    embedding = TensorSpec("EMBEDDING", "TYPE_FP32", (384,))
+
+    tok = plan.tokenizer
+    assert (tok.name, tok.backend, tok.max_batch_size) == ("minilm_tokenizer", "python", 32)
+    assert tok.inputs == (TEXT,)
+    assert tok.outputs == (IDS, MASK, TYPES)
+    assert (tok.instance_count, tok.instance_kind, tok.dynamic_batching) == (1, "KIND_CPU", None)
+    assert tok.parameters == (
+        ("max_sequence_length", "256"),
+        ("pad_id", "0"),
+        ("pad_token", "[PAD]"),
+        ("tokenizer_file", "tokenizer.json"),
+    )
+    assert tok.default_model_filename is None
+
+    onnx = plan.onnx
+    assert (onnx.name, onnx.backend, onnx.max_batch_size) == ("minilm_onnx", "onnxruntime", 32)
+    assert onnx.inputs == (IDS, MASK, TYPES)
+    assert onnx.outputs == (hidden,)
+    assert (onnx.instance_count, onnx.instance_kind) == (2, "KIND_CPU")
+    assert onnx.dynamic_batching == DynamicBatching(
+        max_queue_delay_us=1000, preferred_batch_sizes=(8, 16)
+    )
+    assert onnx.default_model_filename == "model.onnx"
+    assert onnx.parameters == ()
+
+    post = plan.postprocess
+    assert (post.name, post.backend, post.max_batch_size) == ("minilm_postprocess", "python", 32)
+    assert post.inputs == (hidden, MASK)
+    assert post.outputs == (embedding,)
+    assert (post.instance_count, post.instance_kind, post.dynamic_batching) == (1, "KIND_CPU", None)
+    assert post.parameters == (
+        ("normalize", "true"),
+        ("pooling", "mean"),
+        ("task", "text-embedding"),
+    )
+
+    assert plan.members == (tok, onnx, post)
+    assert plan.ensemble_inputs == (TEXT,)
+    assert plan.ensemble_outputs == (embedding,)
+    assert plan.ensemble_parameters == ()
+    assert plan.labels is None
+    assert plan.steps == (
+        EnsembleStep("minilm_tokenizer", (("TEXT", "TEXT"),), tuple((n, n) for n in (
+            "input_ids", "attention_mask", "token_type_ids"))),
+        EnsembleStep(
+            "minilm_onnx",
+            tuple((n, n) for n in ("input_ids", "attention_mask", "token_type_ids")),
+            (("last_hidden_state", "last_hidden_state"),),
+        ),
+        EnsembleStep(
+            "minilm_postprocess",
+            (("last_hidden_state", "last_hidden_state"), ("attention_mask", "attention_mask")),
+            (("EMBEDDING", "EMBEDDING"),),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("hf_config", "hidden"),
+    [
+        ({"model_type": "roberta", "hidden_size": 768}, 768),
+        ({"model_type": "distilbert", "dim": 48}, 48),
+    ],
+)
+def test_no_token_type_ids_for_roberta_and_distilbert(hf_config: dict[str, Any], hidden: int) -> None:
+    plan = plan_for("{name: e, task: text-embedding, source: ./m}", hf_config)
+    assert plan.tokenizer.outputs == (IDS, MASK)
+    assert plan.onnx.inputs == (IDS, MASK)
+    assert plan.onnx.outputs == (TensorSpec("last_hidden_state", "TYPE_FP32", (-1, hidden)),)
+    assert plan.postprocess.outputs == (TensorSpec("EMBEDDING", "TYPE_FP32", (hidden,)),)
+
+
+def test_embedding_cls_without_normalize() -> None:
+    plan = plan_for(
+        "{name: e, task: text-embedding, source: ./m, pooling: cls, normalize: false}", BERT_384
+    )
+    assert plan.postprocess.parameters == (
+        ("normalize", "false"),
+        ("pooling", "cls"),
+        ("task", "text-embedding"),
+    )
+
+
+def test_embedding_defaults_mean_and_normalize() -> None:
+    plan = plan_for("{name: e, task: text-embedding, source: ./m}", BERT_384)
+    assert dict(plan.postprocess.parameters) == {
+        "normalize": "true",
+        "pooling": "mean",
+        "task": "text-embedding",
+    }
+    assert plan.onnx.dynamic_batching == DynamicBatching()
+    assert (plan.onnx.instance_count, plan.onnx.instance_kind) == (1, "KIND_CPU")
+
+
+def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
+    spec = make_spec("{name: e, task: text-embedding, source: ./m, max_sequence_length: 128}")
+    info = TokenizerInfo(pad_token="<pad>", pad_id=1)
+    plan = plan_model(spec, spec.models[0], {"model_type": "roberta", "hidden_size": 8}, info)
+    assert dict(plan.tokenizer.parameters) == {
+        "max_sequence_length": "128",
+        "pad_id": "1",
+        "pad_token": "<pad>",
+        "tokenizer_file": "tokenizer.json",
+    }
+
+
+def test_classification_plan() -> None:
+    plan = plan_for(
+        classifier(", labels: [negative, positive], max_batch_size: 8, dynamic_batching: null"),
+        {"model_type": "bert", "hidden_size": 32, "num_labels": 2},
+    )
+    logits = TensorSpec("logits", "TYPE_FP32", (2,))
+    outputs = (TensorSpec("LABEL", "TYPE_STRING", (1,)), TensorSpec("SCORES", "TYPE_FP32", (2,)))
+    label_json = '["negative", "positive"]'
+
+    assert plan.labels == ("negative", "positive")
+    assert plan.onnx.outputs == (logits,)
+    assert plan.onnx.dynamic_batching is None
+    assert plan.postprocess.inputs == (logits,)
+    assert plan.postprocess.outputs == outputs
+    assert plan.postprocess.parameters == (("labels", label_json), ("task", "text-classification"))
+    assert plan.ensemble_outputs == outputs
+    assert plan.ensemble_parameters == (("labels", label_json),)
+    assert [m.max_batch_size for m in plan.members] == [8, 8, 8]
+    assert plan.steps[2] == EnsembleStep(
+        "clf_postprocess", (("logits", "logits"),), (("LABEL", "LABEL"), ("SCORES", "SCORES"))
+    )
+
+
+def test_labels_json_keeps_unicode() -> None:
+    plan = plan_for(classifier(', labels: ["très bien", "日本"]'), {"model_type": "bert"})
+    assert dict(plan.postprocess.parameters)["labels"] == '["très bien", "日本"]'
+
+
+def test_labels_from_id2label_in_numeric_order() -> None:
+    id2label = {str(i): f"L{i}" for i in (10, 2, 0, 9, 1, 3, 4, 5, 6, 7, 8)}
+    plan = plan_for(classifier(), {"model_type": "bert", "id2label": id2label})
+    assert plan.labels == tuple(f"L{i}" for i in range(11))
+    assert plan.postprocess.outputs[1] == TensorSpec("SCORES", "TYPE_FP32", (11,))
+    assert json.loads(dict(plan.ensemble_parameters)["labels"]) == [f"L{i}" for i in range(11)]
+
+
+def test_labels_from_id2label_with_int_keys() -> None:
+    plan = plan_for(classifier(), {"model_type": "bert", "id2label": {1: "pos", 0: "neg"}})
+    assert plan.labels == ("neg", "pos")
+
+
+def test_spec_labels_win_over_id2label() -> None:
+    plan = plan_for(
+        classifier(", labels: [bad, good]"),
+        {"model_type": "bert", "id2label": {"0": "NEGATIVE", "1": "POSITIVE"}},
+    )
+    assert plan.labels == ("bad", "good")
+
+
+@pytest.mark.parametrize(
+    ("hf_config", "labels"),
+    [
+        ({"model_type": "bert", "num_labels": 3}, ("LABEL_0", "LABEL_1", "LABEL_2")),
+        ({"model_type": "bert"}, ("LABEL_0", "LABEL_1")),
+        ({"model_type": "bert", "id2label": {"a": "x", "b": "y"}}, ("LABEL_0", "LABEL_1")),
+    ],
+)
+def test_default_labels(hf_config: dict[str, Any], labels: tuple[str, ...]) -> None:
+    assert plan_for(classifier(), hf_config).labels == labels
+
+
+def test_label_count_mismatch_is_a_spec_error() -> None:
+    with pytest.raises(SpecError) as caught:
+        plan_for(classifier(", labels: [a, b, c]"), {"model_type": "bert", "num_labels": 2})
+    assert str(caught.value) == (
+        "models: clf: labels has 3 entries but the model has 2 outputs (num_labels in config.json)"
+    )
+
+
+def test_target_gpu_puts_only_the_onnx_member_on_gpu() -> None:
+    plan = plan_for(classifier(", target: gpu"), {"model_type": "bert"})
+    assert [m.instance_kind for m in plan.members] == ["KIND_CPU", "KIND_GPU", "KIND_CPU"]
+    plan = plan_for(classifier(), {"model_type": "bert"}, defaults="defaults: {target: gpu}\n")
+    assert plan.onnx.instance_kind == "KIND_GPU"
+    plan = plan_for(
+        classifier(", target: cpu"), {"model_type": "bert"}, defaults="defaults: {target: gpu}\n"
+    )
+    assert plan.onnx.instance_kind == "KIND_CPU"
+
+
+def test_unsupported_architecture() -> None:
+    with pytest.raises(ExportError, match="architecture 'gpt2' is not supported"):
+        plan_for(classifier(), {"model_type": "gpt2"})
+    with pytest.raises(ExportError, match="architecture '' is not supported"):
+        plan_for(classifier(), {})
+
+
+# --- check_ensemble on broken plans -----------------------------------------------------------
+
+
+@pytest.fixture
+def plan() -> ModelPlan:
+    return plan_for("{name: m, task: text-embedding, source: ./m}", BERT_384)
+
+
+def ensemble_error(plan: ModelPlan) -> str:
+    with pytest.raises(EnsembleError) as caught:
+        check_ensemble(plan)
+    return str(caught.value)
+
+
+def test_valid_plan_passes(plan: ModelPlan) -> None:
+    check_ensemble(plan)
+
+
+def test_dtype_mismatch_names_both_ends(plan: ModelPlan) -> None:
+    hidden16 = TensorSpec("last_hidden_state", "TYPE_FP16", (-1, 384))
+    post = replace(plan.postprocess, inputs=(hidden16, MASK))
+    assert ensemble_error(replace(plan, postprocess=post)) == (
+        "ensemble 'm': 'm_onnx' output last_hidden_state TYPE_FP32 [-1, 384] does not match "
+        "'m_postprocess' input last_hidden_state TYPE_FP16 [-1, 384]"
+    )
+
+
+def test_dims_mismatch_names_both_ends(plan: ModelPlan) -> None:
+    hidden768 = TensorSpec("last_hidden_state", "TYPE_FP32", (-1, 768))
+    onnx = replace(plan.onnx, outputs=(hidden768,))
+    assert ensemble_error(replace(plan, onnx=onnx)) == (
+        "ensemble 'm': 'm_onnx' output last_hidden_state TYPE_FP32 [-1, 768] does not match "
+        "'m_postprocess' input last_hidden_state TYPE_FP32 [-1, 384]"
+    )
+
+
+def test_ensemble_input_mismatch_names_the_ensemble(plan: ModelPlan) -> None:
+    text2 = TensorSpec("TEXT", "TYPE_STRING", (2,))
+    assert ensemble_error(replace(plan, ensemble_inputs=(text2,))) == (
+        "ensemble 'm': ensemble 'm' input TEXT TYPE_STRING [2] does not match "
+        "'m_tokenizer' input TEXT TYPE_STRING [1]"
+    )
+
+
+def test_ensemble_output_mismatch(plan: ModelPlan) -> None:
+    wrong = TensorSpec("EMBEDDING", "TYPE_FP32", (768,))
+    assert ensemble_error(replace(plan, ensemble_outputs=(wrong,))) == (
+        "ensemble 'm': 'm_postprocess' output EMBEDDING TYPE_FP32 [384] does not match "
+        "ensemble output EMBEDDING TYPE_FP32 [768]"
+    )
+
+
+def test_ensemble_output_never_produced(plan: ModelPlan) -> None:
+    extra = TensorSpec("EXTRA", "TYPE_FP32", (1,))
+    outputs = (*plan.ensemble_outputs, extra)
+    assert ensemble_error(replace(plan, ensemble_outputs=outputs)) == (
+        "ensemble 'm': output 'EXTRA' is never produced"
+    )
+
+
+def test_missing_producer_when_steps_are_out_of_order(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    assert ensemble_error(replace(plan, steps=(onnx, tok, post))) == (
+        "ensemble 'm': 'm_onnx' input 'input_ids' reads 'input_ids', "
+        "which no earlier step produces"
+    )
+
+
+def test_missing_producer_for_a_renamed_tensor(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    post = replace(post, input_map=(("last_hidden_state", "hidden"), ("attention_mask", "attention_mask")))
+    assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
+        "ensemble 'm': 'm_postprocess' input 'last_hidden_state' reads 'hidden', "
+        "which no earlier step produces"
+    )
+
+
+def test_unknown_member_input(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    tok = replace(tok, input_map=(("PROMPT", "TEXT"),))
+    assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
+        "ensemble 'm': 'm_tokenizer' has no input 'PROMPT'"
+    )
+
+
+def test_unknown_member_output(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    onnx = replace(onnx, output_map=(("pooler_output", "last_hidden_state"),))
+    assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
+        "ensemble 'm': 'm_onnx' has no output 'pooler_output'"
+    )
+
+
+def test_unknown_step_model(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    ghost = replace(onnx, model_name="ghost_onnx")
+    assert ensemble_error(replace(plan, steps=(tok, ghost, post))) == (
+        "ensemble 'm': step model 'ghost_onnx' unknown"
+    )
+
+
+def test_member_with_smaller_max_batch_size(plan: ModelPlan) -> None:
+    onnx = replace(plan.onnx, max_batch_size=16)
+    assert ensemble_error(replace(plan, onnx=onnx)) == (
+        "ensemble 'm' (max_batch_size 32): member 'm_onnx' accepts only max_batch_size 16"
+    )
+
+
+def test_member_with_larger_max_batch_size_is_fine(plan: ModelPlan) -> None:
+    check_ensemble(replace(plan, onnx=replace(plan.onnx, max_batch_size=64)))
+
+
+@pytest.mark.xfail(
+    reason="builder/plan.py:230 check_ensemble only checks the inputs a step maps; a member "
+    "input that no step maps (tritonserver: 'input ... is not mapped to any ensemble "
+    "tensors') passes the check",
+    strict=True,
+)
+def test_unmapped_member_input(plan: ModelPlan) -> None:
+    tok, onnx, post = plan.steps
+    onnx = replace(onnx, input_map=onnx.input_map[:2])  # token_type_ids not fed
+    message = ensemble_error(replace(plan, steps=(tok, onnx, post)))
+    assert "token_type_ids" in message

@@ -1,0 +1,96 @@
+"""builder.registry: what the exporter supports per architecture and task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from builder.errors import ExportError
+from builder.registry import REGISTRY, num_labels
+
+
+@pytest.mark.parametrize(
+    ("model_type", "inputs"),
+    [
+        ("bert", ("input_ids", "attention_mask", "token_type_ids")),
+        ("roberta", ("input_ids", "attention_mask")),
+        ("distilbert", ("input_ids", "attention_mask")),
+    ],
+)
+def test_architecture_inputs(model_type: str, inputs: tuple[str, ...]) -> None:
+    architecture = REGISTRY.architecture(model_type)
+    assert architecture.model_type == model_type
+    assert architecture.input_names == inputs
+    assert (architecture.example_batch, architecture.example_sequence) == (2, 8)
+
+
+def test_supported_lists_are_sorted() -> None:
+    assert REGISTRY.model_types == ("bert", "distilbert", "roberta")
+    assert REGISTRY.tasks == ("text-classification", "text-embedding")
+
+
+def test_tasks() -> None:
+    embedding = REGISTRY.task("text-embedding")
+    assert (embedding.auto_class, embedding.output_name, embedding.token_level) == (
+        "AutoModel",
+        "last_hidden_state",
+        True,
+    )
+    classification = REGISTRY.task("text-classification")
+    assert (classification.auto_class, classification.output_name, classification.token_level) == (
+        "AutoModelForSequenceClassification",
+        "logits",
+        False,
+    )
+
+
+def test_unknown_architecture_lists_the_supported_ones() -> None:
+    with pytest.raises(ExportError) as caught:
+        REGISTRY.architecture("gpt2")
+    assert str(caught.value) == (
+        "architecture 'gpt2' is not supported for export; supported: bert, distilbert, roberta"
+    )
+
+
+def test_unknown_task_lists_the_supported_ones() -> None:
+    with pytest.raises(ExportError) as caught:
+        REGISTRY.task("summarization")
+    assert str(caught.value) == (
+        "task 'summarization' is not supported for export; "
+        "supported: text-classification, text-embedding"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "dims"),
+    [
+        ({"hidden_size": 384}, (-1, 384)),
+        ({"dim": 768}, (-1, 768)),  # DistilBERT's name for it
+        ({"hidden_size": 32, "dim": 64}, (-1, 32)),  # hidden_size wins
+        ({"hidden_size": "384", "dim": 16}, (-1, 16)),  # not an int: skipped
+    ],
+)
+def test_embedding_output_dims(config: dict[str, Any], dims: tuple[int, ...]) -> None:
+    assert REGISTRY.task("text-embedding").output_dims(config) == dims
+
+
+def test_embedding_output_dims_without_hidden_size() -> None:
+    with pytest.raises(ExportError, match=r"^config.json has none of hidden_size, dim$"):
+        REGISTRY.task("text-embedding").output_dims({"model_type": "bert"})
+
+
+@pytest.mark.parametrize(
+    ("config", "count"),
+    [
+        ({"id2label": {"0": "a", "1": "b", "2": "c"}}, 3),
+        ({"id2label": {"0": "a"}, "num_labels": 5}, 1),  # id2label wins, as in transformers
+        ({"id2label": {}, "num_labels": 5}, 5),
+        ({"num_labels": 4}, 4),
+        ({}, 2),  # transformers' default
+        ({"num_labels": "4"}, 2),
+    ],
+)
+def test_classification_output_dims(config: dict[str, Any], count: int) -> None:
+    assert num_labels(config) == count
+    assert REGISTRY.task("text-classification").output_dims(config) == (count,)
