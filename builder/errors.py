@@ -1,13 +1,13 @@
 """Errors raised on the build side. One root, so the CLI can catch one thing::
 
-    BuildError
-    ├── SpecError          the YAML spec is invalid (file and key path named)
-    ├── SourceError        a model source cannot be found or read
-    ├── ExportError        torch -> ONNX failed, or the graph is not what the registry declares
-    ├── ParityError        ONNX Runtime and PyTorch disagree beyond the tolerance
-    ├── RenderError        a template failed or rendered an invalid ModelConfig
-    ├── EnsembleError      ensemble steps do not fit together (both ends named)
-    └── ServeError         tritonserver could not be found, started, or a model failed to load
+BuildError
+├── SpecError          the YAML spec is invalid (file and key path named)
+├── SourceError        a model source cannot be found or read
+├── ExportError        torch -> ONNX failed, or the graph is not what the registry declares
+├── ParityError        ONNX Runtime and PyTorch disagree beyond the tolerance
+├── RenderError        a template failed or rendered an invalid ModelConfig
+├── EnsembleError      ensemble steps do not fit together (both ends named)
+└── ServeError         tritonserver could not be found, started, or a model failed to load
 """
 
 from __future__ import annotations

@@ -40,14 +40,12 @@ class OnnxArtifact:
         return self.directory / ONNX_FILE
 
 
-
-
 def load_model(source_dir: Path, task: TaskExport) -> Any:
     """The HF model for ``task`` in float32 eval mode, with eager attention (exportable)."""
     import torch
     import transformers
 
-    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     auto = getattr(transformers, task.auto_class)
     try:
         model = auto.from_pretrained(

@@ -42,7 +42,9 @@ class ParityReport:
         }
 
 
-def _case(lengths: list[int], architecture: Architecture, vocab: int, pad_id: int, rng: Any) -> Feeds:
+def _case(
+    lengths: list[int], architecture: Architecture, vocab: int, pad_id: int, rng: Any
+) -> Feeds:
     width = max(lengths)
     ids = np.full((len(lengths), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(lengths), width), dtype=np.int64)

@@ -210,13 +210,50 @@ def plan_model(
     return plan
 
 
+Produced = dict[str, tuple[TensorSpec, str]]
+
+
+def _check_inputs(
+    ensemble: str, member: MemberPlan, step: EnsembleStep, produced: Produced
+) -> None:
+    member_inputs = {t.name: t for t in member.inputs}
+    for member_input, tensor in step.input_map:
+        want = member_inputs.get(member_input)
+        if want is None:
+            raise EnsembleError(
+                f"ensemble {ensemble!r}: {member.name!r} has no input {member_input!r}"
+            )
+        if tensor not in produced:
+            raise EnsembleError(
+                f"ensemble {ensemble!r}: {member.name!r} input {member_input!r} reads "
+                f"{tensor!r}, which no earlier step produces"
+            )
+        have, where = produced[tensor]
+        if (have.data_type, have.dims) != (want.data_type, want.dims):
+            raise EnsembleError(
+                f"ensemble {ensemble!r}: {where} {have.describe()} does not match "
+                f"{member.name!r} input {want.describe()}"
+            )
+
+
+def _record_outputs(
+    ensemble: str, member: MemberPlan, step: EnsembleStep, produced: Produced
+) -> None:
+    member_outputs = {t.name: t for t in member.outputs}
+    for member_output, tensor in step.output_map:
+        spec = member_outputs.get(member_output)
+        if spec is None:
+            raise EnsembleError(
+                f"ensemble {ensemble!r}: {member.name!r} has no output {member_output!r}"
+            )
+        produced[tensor] = (spec, f"{member.name!r} output")
+
+
 def check_ensemble(plan: ModelPlan) -> None:
     """Raise EnsembleError unless every step's inputs are produced earlier with equal specs."""
     ensemble = plan.spec.name
     members = {m.name: m for m in plan.members}
-    produced: dict[str, tuple[TensorSpec, str]] = {
-        t.name: (t, f"ensemble {ensemble!r} input") for t in plan.ensemble_inputs
-    }
+    produced: Produced = {t.name: (t, f"ensemble {ensemble!r} input") for t in plan.ensemble_inputs}
     for step in plan.steps:
         member = members.get(step.model_name)
         if member is None:
@@ -226,32 +263,8 @@ def check_ensemble(plan: ModelPlan) -> None:
                 f"ensemble {ensemble!r} (max_batch_size {plan.spec.max_batch_size}): member "
                 f"{member.name!r} accepts only max_batch_size {member.max_batch_size}"
             )
-        member_inputs = {t.name: t for t in member.inputs}
-        for member_input, tensor in step.input_map:
-            want = member_inputs.get(member_input)
-            if want is None:
-                raise EnsembleError(
-                    f"ensemble {ensemble!r}: {member.name!r} has no input {member_input!r}"
-                )
-            if tensor not in produced:
-                raise EnsembleError(
-                    f"ensemble {ensemble!r}: {member.name!r} input {member_input!r} reads "
-                    f"{tensor!r}, which no earlier step produces"
-                )
-            have, where = produced[tensor]
-            if (have.data_type, have.dims) != (want.data_type, want.dims):
-                raise EnsembleError(
-                    f"ensemble {ensemble!r}: {where} {have.describe()} does not match "
-                    f"{member.name!r} input {want.describe()}"
-                )
-        member_outputs = {t.name: t for t in member.outputs}
-        for member_output, tensor in step.output_map:
-            spec = member_outputs.get(member_output)
-            if spec is None:
-                raise EnsembleError(
-                    f"ensemble {ensemble!r}: {member.name!r} has no output {member_output!r}"
-                )
-            produced[tensor] = (spec, f"{member.name!r} output")
+        _check_inputs(ensemble, member, step, produced)
+        _record_outputs(ensemble, member, step, produced)
     for out in plan.ensemble_outputs:
         if out.name not in produced:
             raise EnsembleError(f"ensemble {ensemble!r}: output {out.name!r} is never produced")

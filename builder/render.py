@@ -58,7 +58,9 @@ def validate_config(text: str, model_name: str) -> model_config_pb2.ModelConfig:
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        raise RenderError(f"model {model_name!r}: rendered config.pbtxt is invalid: {exc}") from None
+        raise RenderError(
+            f"model {model_name!r}: rendered config.pbtxt is invalid: {exc}"
+        ) from None
     if config.name != model_name:
         raise RenderError(
             f"model {model_name!r}: rendered config.pbtxt names model {config.name!r}"

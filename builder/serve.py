@@ -29,7 +29,14 @@ from types import TracebackType
 
 from builder.errors import ServeError
 
-__all__ = ["LocalServer", "Ports", "TritonInstall", "assemble_backends", "find_tritonserver", "free_ports"]
+__all__ = [
+    "LocalServer",
+    "Ports",
+    "TritonInstall",
+    "assemble_backends",
+    "find_tritonserver",
+    "free_ports",
+]
 
 STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends"
 _FAILED = re.compile(r"failed to load|UNAVAILABLE|failed to stat|Invalid argument|error:", re.I)
@@ -237,10 +244,8 @@ class LocalServer:
             return
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Python backend stubs are children of the server: end the whole group.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -183,7 +183,7 @@ class Spec(_Frozen):
         return (self.base_dir / self.repository).resolve()
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
 
 
@@ -202,7 +202,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -240,7 +240,7 @@ def _describe(error: Any, data: Any) -> str:
 def parse_spec(text: str, path: Path) -> Spec:
     """Parse and validate spec text; errors name ``path`` and the key path."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import __version__
-from builder.errors import BuildError, ParityError
+from builder.errors import ParityError
 from builder.plan import ModelPlan, TokenizerInfo, plan_model
 from builder.registry import REGISTRY
 from builder.render import render_model
@@ -305,7 +305,7 @@ def build_repository(
 
 def _tracked(root: Path) -> dict[str, bytes]:
     """The committed part of a repository: configs, code and .gitignore."""
-    files = {}
+    files: dict[str, bytes] = {}
     if not root.is_dir():
         return files
     for path in root.rglob("*"):
@@ -317,7 +317,9 @@ def _tracked(root: Path) -> dict[str, bytes]:
     return files
 
 
-def check_repository(spec: Spec, output: Path | None = None, progress: Progress = _stderr) -> list[str]:
+def check_repository(
+    spec: Spec, output: Path | None = None, progress: Progress = _stderr
+) -> list[str]:
     """Differences between ``output``'s configs and code and what ``spec`` renders."""
     repo = (output or spec.repository_dir).resolve()
     with _staging(repo, "check") as staged:
@@ -326,5 +328,7 @@ def check_repository(spec: Spec, output: Path | None = None, progress: Progress 
     have = _tracked(repo)
     problems = [f"missing: {rel}" for rel in sorted(set(want) - set(have))]
     problems += [f"not in the spec's output: {rel}" for rel in sorted(set(have) - set(want))]
-    problems += [f"differs: {rel}" for rel in sorted(set(want) & set(have)) if want[rel] != have[rel]]
+    problems += [
+        f"differs: {rel}" for rel in sorted(set(want) & set(have)) if want[rel] != have[rel]
+    ]
     return problems

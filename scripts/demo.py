@@ -15,8 +15,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from builder.serve import LocalServer
-from builder.spec import load_spec
 from builder.sources import resolve_source
+from builder.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [

@@ -41,13 +41,23 @@ def _config(model_type: str, num_labels: int, id2label: dict[int, str] | None) -
         common["num_labels"] = num_labels
     if model_type == "bert":
         return transformers.BertConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-            max_position_embeddings=512, **common,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=512,
+            **common,
         )
     if model_type == "roberta":
         return transformers.RobertaConfig(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-            max_position_embeddings=520, type_vocab_size=1, bos_token_id=2, eos_token_id=3,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=520,
+            type_vocab_size=1,
+            bos_token_id=2,
+            eos_token_id=3,
             **common,
         )
     if model_type == "distilbert":

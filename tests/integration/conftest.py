@@ -32,8 +32,9 @@ def write_spec(path: Path, text: str) -> Path:
 def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random BERT classifier with id2label, made here."""
     directory = tmp_path_factory.mktemp("tiny-bert-classifier")
-    return make_model(directory, "bert", "text-classification",
-                      id2label=dict(enumerate(LABELS)), seed=1)
+    return make_model(
+        directory, "bert", "text-classification", id2label=dict(enumerate(LABELS)), seed=1
+    )
 
 
 @pytest.fixture(scope="session")

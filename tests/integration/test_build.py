@@ -37,7 +37,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
-def tiny_spec(folder: Path, source: Path, extra: str = "", task: str = "text-classification") -> Path:
+def tiny_spec(
+    folder: Path, source: Path, extra: str = "", task: str = "text-classification"
+) -> Path:
     return write_spec(
         folder / "models.yaml",
         f"""
@@ -212,8 +214,7 @@ def test_failed_export_of_a_second_model_keeps_the_first_build(
     before = snapshot(repo)
     missing = tmp_path / "nowhere"
     built.write_text(
-        built.read_text()
-        + f"  - {{name: other, task: text-embedding, source: {missing}}}\n"
+        built.read_text() + f"  - {{name: other, task: text-embedding, source: {missing}}}\n"
     )
     assert build_repo_main([str(built)]) == 1
     assert "source folder" in capsys.readouterr().err

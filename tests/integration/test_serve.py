@@ -197,12 +197,24 @@ def test_load_failure_raises_with_tritons_error(served_build: BuildResult, tmp_p
 def _serve_cli(repository: Path, *extra: str) -> subprocess.Popen[str]:
     http, grpc, metrics = free_ports(3)
     command = [
-        sys.executable, "-m", "builder.cli", "serve", str(repository),
-        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+        sys.executable,
+        "-m",
+        "builder.cli",
+        "serve",
+        str(repository),
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
         *extra,
     ]
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env=os.environ.copy(),
     )
 

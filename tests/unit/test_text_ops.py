@@ -1,0 +1,243 @@
+"""python_backends/text_ops.py: the pure functions the Triton Python models call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+from python_backends import text_ops
+from tests.tiny_models import write_tokenizer
+
+NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+
+
+# --- pooling and normalisation --------------------------------------------------------------
+
+
+def test_mean_pool_ignores_padded_positions() -> None:
+    hidden = np.array(
+        [
+            [[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]],  # last position is padding
+            [[2.0, 0.0], [4.0, 2.0], [6.0, 4.0]],
+        ],
+        dtype=np.float32,
+    )
+    mask = np.array([[1, 1, 0], [1, 1, 1]], dtype=np.int64)
+    pooled = text_ops.mean_pool(hidden, mask)
+    assert pooled.dtype == np.float32
+    np.testing.assert_array_equal(pooled, [[2.0, 3.0], [4.0, 2.0]])
+
+
+def test_mean_pool_matches_a_hand_computation_on_random_data() -> None:
+    rng = np.random.default_rng(0)
+    hidden = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=np.int64)
+    expected = np.stack(
+        [hidden[0].mean(axis=0), hidden[1, :2].mean(axis=0), hidden[2, 0]]
+    )
+    np.testing.assert_allclose(text_ops.mean_pool(hidden, mask), expected, rtol=1e-6)
+
+
+def test_mean_pool_of_an_all_padding_row_is_zero() -> None:
+    hidden = np.ones((1, 2, 3), dtype=np.float32)
+    mask = np.zeros((1, 2), dtype=np.int64)
+    np.testing.assert_array_equal(text_ops.mean_pool(hidden, mask), np.zeros((1, 3)))
+
+
+def test_cls_pool_takes_the_first_token() -> None:
+    hidden = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    pooled = text_ops.cls_pool(hidden)
+    assert pooled.dtype == np.float32
+    assert pooled.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(pooled, [[0.0, 1.0], [6.0, 7.0]])
+
+
+def test_l2_normalize() -> None:
+    vectors = np.array([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]], dtype=np.float32)
+    normed = text_ops.l2_normalize(vectors)
+    assert normed.dtype == np.float32
+    np.testing.assert_allclose(normed, [[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]], rtol=1e-6)
+
+
+def test_embed_mean_normalized() -> None:
+    hidden = np.array([[[3.0, 0.0], [3.0, 8.0], [9.0, 9.0]]], dtype=np.float32)
+    mask = np.array([[1, 1, 0]], dtype=np.int64)
+    # mean of the first two positions is [3, 4]; unit length is [0.6, 0.8]
+    np.testing.assert_allclose(text_ops.embed(hidden, mask, "mean", True), [[0.6, 0.8]], rtol=1e-6)
+
+
+def test_embed_without_normalize_returns_the_pooled_vector() -> None:
+    hidden = np.array([[[3.0, 0.0], [3.0, 8.0], [9.0, 9.0]]], dtype=np.float32)
+    mask = np.array([[1, 1, 0]], dtype=np.int64)
+    np.testing.assert_array_equal(text_ops.embed(hidden, mask, "mean", False), [[3.0, 4.0]])
+    np.testing.assert_array_equal(text_ops.embed(hidden, mask, "cls", False), [[3.0, 0.0]])
+    np.testing.assert_allclose(text_ops.embed(hidden, mask, "cls", True), [[1.0, 0.0]])
+
+
+def test_embed_rejects_unknown_pooling() -> None:
+    hidden = np.zeros((1, 1, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="^unknown pooling 'max'$"):
+        text_ops.embed(hidden, np.ones((1, 1), dtype=np.int64), "max", True)
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def test_softmax_rows_sum_to_one_and_match_a_reference() -> None:
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, -1000.0], [0.0, 0.0, 0.0]], np.float32)
+    scores = text_ops.softmax(logits)
+    assert scores.dtype == np.float32
+    reference = np.exp(logits[0].astype(np.float64)) / np.exp(logits[0].astype(np.float64)).sum()
+    np.testing.assert_allclose(scores[0], reference, rtol=1e-6)
+    np.testing.assert_allclose(scores[1], [0.5, 0.5, 0.0], atol=1e-7)  # no overflow
+    np.testing.assert_allclose(scores[2], [1 / 3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(scores.sum(axis=1), [1.0, 1.0, 1.0], rtol=1e-6)
+
+
+def test_classify_returns_argmax_label_bytes() -> None:
+    logits = np.array([[0.1, 2.0], [3.0, -1.0], [0.0, 0.5]], dtype=np.float32)
+    labels, scores = text_ops.classify(logits, ["negative", "positivé"])
+    assert labels.shape == (3, 1)
+    assert labels.dtype == np.object_
+    assert labels.tolist() == [["positivé".encode()], [b"negative"], ["positivé".encode()]]
+    np.testing.assert_allclose(scores, text_ops.softmax(logits))
+
+
+def test_classify_rejects_a_label_count_mismatch() -> None:
+    with pytest.raises(ValueError, match="^3 logits but 2 labels$"):
+        text_ops.classify(np.zeros((1, 3), dtype=np.float32), ["a", "b"])
+
+
+# --- text decoding --------------------------------------------------------------------------
+
+
+def test_decode_texts_utf8_bytes() -> None:
+    raw = np.array([["héllo".encode()], [b"world"], ["日本".encode()]], dtype=np.object_)
+    assert text_ops.decode_texts(raw) == ["héllo", "world", "日本"]
+
+
+def test_decode_texts_keeps_str_items() -> None:
+    assert text_ops.decode_texts(np.array([["a"], ["b"]], dtype=np.object_)) == ["a", "b"]
+
+
+def test_decode_texts_rejects_invalid_utf8() -> None:
+    raw = np.array([[b"ok"], [b"\xff\xfe"]], dtype=np.object_)
+    with pytest.raises(UnicodeDecodeError):
+        text_ops.decode_texts(raw)
+
+
+# --- tokenization ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vocab_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tokenizer")
+    write_tokenizer(directory)
+    return directory / "vocab.txt"
+
+
+def wordpiece(vocab_file: Path) -> Tokenizer:
+    """A BERT-style WordPiece tokenizer built from scratch with ``tokenizers``."""
+    tokens = vocab_file.read_text(encoding="utf-8").splitlines()
+    vocab = {token: index for index, token in enumerate(tokens)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    return tokenizer
+
+
+def ids_of(vocab_file: Path, *tokens: str) -> list[int]:
+    vocab = vocab_file.read_text(encoding="utf-8").splitlines()
+    return [vocab.index(token) for token in tokens]
+
+
+def test_tokenize_pads_to_the_longest_with_the_pad_id(vocab_file: Path) -> None:
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length=16, pad_id=4, pad_token="[MASK]")
+    out = text_ops.tokenize(tokenizer, ["hello world", "the movie is good"], NAMES)
+
+    assert list(out) == NAMES
+    assert all(a.dtype == np.int64 and a.shape == (2, 6) for a in out.values())
+    cls, sep, pad = ids_of(vocab_file, "[CLS]", "[SEP]", "[MASK]")
+    hello, world, the, movie, is_, good = ids_of(
+        vocab_file, "hello", "world", "the", "movie", "is", "good"
+    )
+    assert out["input_ids"].tolist() == [
+        [cls, hello, world, sep, pad, pad],
+        [cls, the, movie, is_, good, sep],
+    ]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6]
+    assert out["token_type_ids"].tolist() == [[0] * 6, [0] * 6]
+
+
+def test_tokenize_truncates_to_max_length_keeping_sep(vocab_file: Path) -> None:
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length=5, pad_id=0, pad_token="[PAD]")
+    out = text_ops.tokenize(tokenizer, ["one two three one two three", "yes"], NAMES)
+    cls, sep, one, two, three, yes = ids_of(vocab_file, "[CLS]", "[SEP]", "one", "two", "three", "yes")
+    assert out["input_ids"].tolist() == [[cls, one, two, three, sep], [cls, yes, sep, 0, 0]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+
+
+def test_tokenize_returns_only_the_names_asked_for(vocab_file: Path) -> None:
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length=8, pad_id=0, pad_token="[PAD]")
+    out = text_ops.tokenize(tokenizer, ["ok"], ["input_ids", "attention_mask"])
+    assert list(out) == ["input_ids", "attention_mask"]
+
+
+TEXTS = [
+    "Hello World!",
+    "The movie was VERY good, and the service was fast.",
+    "Héllo wörld",  # accents stripped by the BERT normaliser
+    "unknownword zzz",
+    "",
+    "love love love love love love love love love love love love love love",
+]
+
+
+@pytest.mark.parametrize("max_length", [6, 12, 64])
+def test_tokenize_equals_bert_tokenizer_fast(vocab_file: Path, max_length: int) -> None:
+    from transformers import BertTokenizerFast
+
+    reference = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+    expected = reference(TEXTS, padding=True, truncation=True, max_length=max_length)
+
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length, reference.pad_token_id, "[PAD]")
+    out = text_ops.tokenize(tokenizer, TEXTS, NAMES)
+
+    for name in NAMES:
+        assert out[name].tolist() == expected[name], name
+    # the texts really are tokenized, not all [UNK]
+    assert len(set(out["input_ids"].ravel().tolist())) > 10
+
+
+def test_configure_tokenizer_on_a_saved_tokenizer_json(vocab_file: Path) -> None:
+    """What the Triton tokenizer model does: load tokenizer.json, then configure."""
+    path = vocab_file.parent / "built.json"
+    wordpiece(vocab_file).save(str(path))
+    tokenizer = Tokenizer.from_file(str(path))
+    text_ops.configure_tokenizer(tokenizer, max_length=4, pad_id=0, pad_token="[PAD]")
+    out = text_ops.tokenize(tokenizer, ["good", "very very good"], ["input_ids"])
+    cls, sep, good, very = ids_of(vocab_file, "[CLS]", "[SEP]", "good", "very")
+    assert out["input_ids"].tolist() == [[cls, good, sep, 0], [cls, very, very, sep]]
+
+
+@pytest.mark.xfail(
+    reason="tests/tiny_models.py:29 write_tokenizer passes vocab_file= to BertTokenizerFast, "
+    "which transformers 5 ignores (the argument is vocab=), so the saved tokenizer.json holds "
+    "only the 5 special tokens and every word becomes [UNK]",
+    strict=True,
+)
+def test_write_tokenizer_saves_the_whole_vocabulary(vocab_file: Path) -> None:
+    saved = json.loads((vocab_file.parent / "tokenizer.json").read_text(encoding="utf-8"))
+    assert len(saved["model"]["vocab"]) == len(vocab_file.read_text().splitlines())
