@@ -94,8 +94,11 @@ def test_embedding_plan_bert() -> None:
     assert plan.ensemble_parameters == ()
     assert plan.labels is None
     assert plan.steps == (
-        EnsembleStep("minilm_tokenizer", (("TEXT", "TEXT"),), tuple((n, n) for n in (
-            "input_ids", "attention_mask", "token_type_ids"))),
+        EnsembleStep(
+            "minilm_tokenizer",
+            (("TEXT", "TEXT"),),
+            tuple((n, n) for n in ("input_ids", "attention_mask", "token_type_ids")),
+        ),
         EnsembleStep(
             "minilm_onnx",
             tuple((n, n) for n in ("input_ids", "attention_mask", "token_type_ids")),
@@ -116,7 +119,9 @@ def test_embedding_plan_bert() -> None:
         ({"model_type": "distilbert", "dim": 48}, 48),
     ],
 )
-def test_no_token_type_ids_for_roberta_and_distilbert(hf_config: dict[str, Any], hidden: int) -> None:
+def test_no_token_type_ids_for_roberta_and_distilbert(
+    hf_config: dict[str, Any], hidden: int
+) -> None:
     plan = plan_for("{name: e, task: text-embedding, source: ./m}", hf_config)
     assert plan.tokenizer.outputs == (IDS, MASK)
     assert plan.onnx.inputs == (IDS, MASK)
@@ -308,14 +313,15 @@ def test_ensemble_output_never_produced(plan: ModelPlan) -> None:
 def test_missing_producer_when_steps_are_out_of_order(plan: ModelPlan) -> None:
     tok, onnx, post = plan.steps
     assert ensemble_error(replace(plan, steps=(onnx, tok, post))) == (
-        "ensemble 'm': 'm_onnx' input 'input_ids' reads 'input_ids', "
-        "which no earlier step produces"
+        "ensemble 'm': 'm_onnx' input 'input_ids' reads 'input_ids', which no earlier step produces"
     )
 
 
 def test_missing_producer_for_a_renamed_tensor(plan: ModelPlan) -> None:
     tok, onnx, post = plan.steps
-    post = replace(post, input_map=(("last_hidden_state", "hidden"), ("attention_mask", "attention_mask")))
+    post = replace(
+        post, input_map=(("last_hidden_state", "hidden"), ("attention_mask", "attention_mask"))
+    )
     assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
         "ensemble 'm': 'm_postprocess' input 'last_hidden_state' reads 'hidden', "
         "which no earlier step produces"

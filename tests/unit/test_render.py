@@ -111,7 +111,7 @@ HOSTILE = [
     '"',
     "\\",
     "\\n is not a newline",
-    'end with backslash\\',
+    "end with backslash\\",
     "\t\r\n\x00\x07\x1f\x7f",
     '} ] parameters { key: "x"',
     "# not a comment",
@@ -121,7 +121,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_escaped_string_round_trips_through_protobuf(value: str) -> None:
-    text = f'name: "m"\nparameters {{ key: "k" value: {{ string_value: {pbtxt_string(value)} }} }}\n'
+    text = (
+        f'name: "m"\nparameters {{ key: "k" value: {{ string_value: {pbtxt_string(value)} }} }}\n'
+    )
     config = parse_config(text)
     assert config.parameters["k"].string_value == value
     assert list(config.parameters) == ["k"]

@@ -285,7 +285,7 @@ BAD_SPECS = {
     ),
     "duplicate labels": (
         one_model("labels: [x, x]", task="text-classification"),
-        "models[0].labels (model 'a'): labels must be unique (got [\"x\", \"x\"])",
+        'models[0].labels (model \'a\'): labels must be unique (got ["x", "x"])',
     ),
     "empty label": (
         one_model('labels: [x, ""]', task="text-classification"),

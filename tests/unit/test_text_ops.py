@@ -36,9 +36,7 @@ def test_mean_pool_matches_a_hand_computation_on_random_data() -> None:
     rng = np.random.default_rng(0)
     hidden = rng.standard_normal((3, 5, 4)).astype(np.float32)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=np.int64)
-    expected = np.stack(
-        [hidden[0].mean(axis=0), hidden[1, :2].mean(axis=0), hidden[2, 0]]
-    )
+    expected = np.stack([hidden[0].mean(axis=0), hidden[1, :2].mean(axis=0), hidden[2, 0]])
     np.testing.assert_allclose(text_ops.mean_pool(hidden, mask), expected, rtol=1e-6)
 
 
@@ -80,7 +78,7 @@ def test_embed_without_normalize_returns_the_pooled_vector() -> None:
 
 def test_embed_rejects_unknown_pooling() -> None:
     hidden = np.zeros((1, 1, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match="^unknown pooling 'max'$"):
+    with pytest.raises(ValueError, match=r"^unknown pooling 'max'$"):
         text_ops.embed(hidden, np.ones((1, 1), dtype=np.int64), "max", True)
 
 
@@ -108,7 +106,7 @@ def test_classify_returns_argmax_label_bytes() -> None:
 
 
 def test_classify_rejects_a_label_count_mismatch() -> None:
-    with pytest.raises(ValueError, match="^3 logits but 2 labels$"):
+    with pytest.raises(ValueError, match=r"^3 logits but 2 labels$"):
         text_ops.classify(np.zeros((1, 3), dtype=np.float32), ["a", "b"])
 
 
@@ -182,7 +180,9 @@ def test_tokenize_truncates_to_max_length_keeping_sep(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
     text_ops.configure_tokenizer(tokenizer, max_length=5, pad_id=0, pad_token="[PAD]")
     out = text_ops.tokenize(tokenizer, ["one two three one two three", "yes"], NAMES)
-    cls, sep, one, two, three, yes = ids_of(vocab_file, "[CLS]", "[SEP]", "one", "two", "three", "yes")
+    cls, sep, one, two, three, yes = ids_of(
+        vocab_file, "[CLS]", "[SEP]", "one", "two", "three", "yes"
+    )
     assert out["input_ids"].tolist() == [[cls, one, two, three, sep], [cls, yes, sep, 0, 0]]
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
 
