@@ -92,13 +92,13 @@ class ModelPlan:
 TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
 
 
-def _labels(model: ModelSpec, hf_config: Mapping[str, Any]) -> tuple[str, ...]:
+def _labels(model: ModelSpec, hf_config: Mapping[str, Any], where: str) -> tuple[str, ...]:
     count = num_labels(hf_config)
     if model.labels is not None:
         if len(model.labels) != count:
             raise SpecError(
-                f"models: {model.name}: labels has {len(model.labels)} entries but the model "
-                f"has {count} outputs (num_labels in config.json)"
+                f"{where}.labels (model {model.name!r}): {len(model.labels)} labels but the "
+                f"model has {count} outputs (num_labels in config.json)"
             )
         return model.labels
     id2label = hf_config.get("id2label")
@@ -175,7 +175,8 @@ def plan_model(
         )
         ensemble_params: tuple[tuple[str, str], ...] = ()
     else:
-        labels = _labels(model, hf_config)
+        where = f"{spec.path}: models[{spec.models.index(model)}]"
+        labels = _labels(model, hf_config, where)
         post_inputs = (raw_output,)
         outputs = (
             TensorSpec("LABEL", "TYPE_STRING", (1,)),
@@ -234,6 +235,12 @@ def _check_inputs(
                 f"ensemble {ensemble!r}: {where} {have.describe()} does not match "
                 f"{member.name!r} input {want.describe()}"
             )
+    unmapped = sorted(set(member_inputs) - {name for name, _ in step.input_map})
+    if unmapped:
+        raise EnsembleError(
+            f"ensemble {ensemble!r}: {member.name!r} input(s) {', '.join(unmapped)} "
+            "are not mapped to any ensemble tensor"
+        )
 
 
 def _record_outputs(

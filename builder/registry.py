@@ -48,7 +48,7 @@ class TaskExport:
 def _int_field(hf_config: Mapping[str, Any], *keys: str) -> int:
     for key in keys:
         value = hf_config.get(key)
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return value
     raise ExportError(f"config.json has none of {', '.join(keys)}")
 
@@ -58,7 +58,7 @@ def num_labels(hf_config: Mapping[str, Any]) -> int:
     if isinstance(id2label, dict) and id2label:
         return len(id2label)
     value = hf_config.get("num_labels")
-    return value if isinstance(value, int) else 2
+    return value if isinstance(value, int) and not isinstance(value, bool) else 2
 
 
 class ExportRegistry:

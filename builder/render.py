@@ -74,7 +74,8 @@ def _render(template: str, model_name: str, **context: object) -> str:
     except jinja2.TemplateError as exc:
         raise RenderError(f"model {model_name!r}: template {template}: {exc}") from None
     # Blank lines left by macros carry no meaning; keep the files tidy and stable.
-    lines = [line for line in text.splitlines() if line.strip()]
+    # split on "\n" only: str.splitlines() would also cut labels at U+2028 or U+0085
+    lines = [line for line in text.split("\n") if line.strip()]
     text = "\n".join(lines) + "\n"
     validate_config(text, model_name)
     return text

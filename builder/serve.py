@@ -38,7 +38,7 @@ __all__ = [
     "free_ports",
 ]
 
-STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends"
+STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends" / "stand_ins"
 _FAILED = re.compile(r"failed to load|UNAVAILABLE|failed to stat|Invalid argument|error:", re.I)
 
 
@@ -116,7 +116,7 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
         (python / stub.name).chmod(0o755)
     for stand_in in sorted(STAND_INS_DIR.glob("*/model.py")):
         backend = stand_in.parent.name
-        if backend in ("tokenizer", "postprocess") or (dest / backend).exists():
+        if (dest / backend).exists():
             continue
         (dest / backend).mkdir()
         shutil.copy2(stand_in, dest / backend / "model.py")
@@ -167,6 +167,7 @@ class LocalServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-pack-serve-"))
         self.log_path = log_path or self._workdir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._keep_log = False
 
     @property
     def http_url(self) -> str:
@@ -222,6 +223,7 @@ class LocalServer:
 
     def _fail(self, reason: str) -> None:
         self.stop()
+        self._keep_log = True  # the error message points at it
         log = self.log_path.read_text(encoding="utf-8", errors="replace")
         errors = model_errors(log) or log.strip().splitlines()[-20:]
         raise ServeError(f"{reason}; log: {self.log_path}\n  " + "\n  ".join(errors))
@@ -252,8 +254,12 @@ class LocalServer:
         process.wait()
 
     def close(self) -> None:
+        """Stop the server; remove the temporary folder unless a failure's log is in it."""
         self.stop()
-        shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+        if self._keep_log and self.log_path.parent == self._workdir:
+            shutil.rmtree(self._workdir / "backends", ignore_errors=True)
+        else:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalServer:
         self.start()

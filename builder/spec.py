@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from builder.errors import SpecError
 
@@ -31,7 +39,7 @@ Task = Literal["text-embedding", "text-classification"]
 Pooling = Literal["mean", "cls"]
 
 # A name becomes a folder in the repository and part of member names: keep it boring.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # Suffixes of the member models an entry expands into; see builder.plan.
 MEMBER_SUFFIXES = ("_tokenizer", "_onnx", "_postprocess")
 
@@ -61,7 +69,7 @@ class ExportSettings(_Frozen):
 
     format: Literal["onnx"] = "onnx"
     opset: int = Field(default=18, ge=14, le=21)
-    atol: float = Field(default=1.0e-4, gt=0)
+    atol: float = Field(default=1.0e-4, gt=0, allow_inf_nan=False)
     allow_parity_failure: bool = False
 
     @field_validator("atol", mode="before")
@@ -98,7 +106,7 @@ class ModelSpec(_Frozen):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _SAFE_NAME.match(value):
+        if not _SAFE_NAME.fullmatch(value):
             raise ValueError(
                 f"unsafe model name {value!r}: use letters, digits, '_' and '-', "
                 "starting with a letter or digit (no '/', '..' or spaces)"
@@ -153,7 +161,7 @@ class Spec(_Frozen):
     repository: str = "model_repository"
     defaults: SpecDefaults = SpecDefaults()
     models: tuple[ModelSpec, ...]
-    path: Path = Field(default=Path("models.yaml"), exclude=True)
+    _path: Path = PrivateAttr(default=Path("models.yaml"))
 
     @model_validator(mode="after")
     def _unique_names(self) -> Spec:
@@ -163,16 +171,21 @@ class Spec(_Frozen):
         for index, model in enumerate(self.models):
             names = [model.name] + [model.name + suffix for suffix in MEMBER_SUFFIXES]
             for name in names:
-                if name in taken:
+                # case-insensitively: the names become folders, and some filesystems fold case
+                if name.lower() in taken:
                     raise ValueError(
-                        f"models[{index}].name: {model.name!r} collides with {taken[name]} "
-                        f"(Triton model name {name!r} would be used twice)"
+                        f"models[{index}].name: {model.name!r} collides with "
+                        f"{taken[name.lower()]} (Triton model name {name!r} would be used twice)"
                     )
-                taken[name] = f"models[{index}] ({model.name!r})"
+                taken[name.lower()] = f"models[{index}] ({model.name!r})"
         return self
 
     def target_of(self, model: ModelSpec) -> Target:
         return model.target or self.defaults.target
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     @property
     def base_dir(self) -> Path:
@@ -188,14 +201,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # YAML merge keys (`<<: *base`) go first; own keys override
+    merged = len(node.value) - own
     mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    own_keys: set[Any] = set()
+    for position, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
+        if not isinstance(key, str | int | float | bool) and key is not None:
             raise SpecError(
-                f"duplicate key {key!r} at line {key_node.start_mark.line + 1}, "
-                f"column {key_node.start_mark.column + 1}"
+                f"line {key_node.start_mark.line + 1}, column {key_node.start_mark.column + 1}: "
+                f"a mapping key must be a plain value, not {type(key).__name__}"
             )
+        if position >= merged:
+            if key in own_keys:
+                raise SpecError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1}, "
+                    f"column {key_node.start_mark.column + 1}"
+                )
+            own_keys.add(key)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return mapping
 
@@ -253,7 +277,8 @@ def parse_spec(text: str, path: Path) -> Spec:
     except ValidationError as exc:
         lines = [_describe(error, data) for error in exc.errors()]
         raise SpecError(f"{path}: invalid spec\n  " + "\n  ".join(lines)) from None
-    return spec.model_copy(update={"path": path.resolve()})
+    spec._path = path.resolve()
+    return spec
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -24,9 +24,11 @@ def write_tokenizer(directory: Path) -> None:
     letters = sorted({c for w in WORDS for c in w}) + [
         "##" + c for c in sorted({c for w in WORDS for c in w})
     ]
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(SPECIALS + WORDS + letters + list(".,!?'")) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokens = SPECIALS + WORDS + letters + list(".,!?'")
+    vocab = {token: index for index, token in enumerate(dict.fromkeys(tokens))}
+    # the same vocabulary as a WordPiece vocab.txt, for tests that build tokenizers by hand
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
     tokenizer.save_pretrained(str(directory))
 
 

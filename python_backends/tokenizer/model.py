@@ -6,10 +6,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import text_ops  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
+import numpy as np
+import text_ops
+import triton_python_backend_utils as pb_utils
+from tokenizers import Tokenizer
 
 
 class TritonPythonModel:

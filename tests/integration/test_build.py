@@ -220,3 +220,23 @@ def test_failed_export_of_a_second_model_keeps_the_first_build(
     assert "source folder" in capsys.readouterr().err
     assert snapshot(repo) == before
     shutil.rmtree(repo)
+
+
+def test_every_written_config_round_trips_through_model_config(built: Path) -> None:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    configs = sorted((built.parent / "repo").glob("*/config.pbtxt"))
+    assert [p.parent.name for p in configs] == [
+        "tiny",
+        "tiny_onnx",
+        "tiny_postprocess",
+        "tiny_tokenizer",
+    ]
+    for path in configs:
+        parsed = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+        again = text_format.Parse(
+            text_format.MessageToString(parsed), model_config_pb2.ModelConfig()
+        )
+        assert again == parsed
+        assert parsed.name == path.parent.name

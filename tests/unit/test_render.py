@@ -138,12 +138,6 @@ def test_hostile_labels_round_trip_through_render() -> None:
     assert json.loads(ensemble.parameters["labels"].string_value) == labels
 
 
-@pytest.mark.xfail(
-    reason="builder/render.py:75 _render splits the text with str.splitlines(), which also "
-    "breaks at U+2028, U+2029, U+0085, so a label holding one (kept unescaped by pbtxt_string) "
-    "is cut in two and the config fails to parse (RenderError)",
-    strict=True,
-)
 @pytest.mark.parametrize("separator", ["\u2028", "\u0085"])
 def test_labels_with_unicode_line_separators_render(separator: str) -> None:
     labels = [f"a{separator}b", "c"]

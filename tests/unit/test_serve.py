@@ -20,7 +20,7 @@ from builder.serve import (
     model_errors,
 )
 
-STAND_INS = Path(serve.__file__).resolve().parent.parent / "python_backends"
+STAND_INS = Path(serve.__file__).resolve().parent.parent / "python_backends" / "stand_ins"
 PY_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 
 # --- free_ports -----------------------------------------------------------------------------
@@ -61,17 +61,18 @@ ENSEMBLE = (
 ROW = f"| minilm_onnx        | 1       | UNAVAILABLE: {REASON} |"
 CREATE = "error: creating server: Internal - failed to load all models"
 
-I = "I1123 18:40:49.812270 2885"  # severity, date, time and thread of a tritonserver line
-W = "W1123 18:40:49.871600 2885"
+INFO = "I1123 18:40:49.812270 2885"  # severity, date, time and thread of a tritonserver line
+WARN = "W1123 18:40:49.871600 2885"
 HARMLESS_HEAD = [
-    f"{I} cache_manager.cc:480] \"Create CacheManager with cache_dir: '/opt/tritonserver/caches'\"",
-    f'{W} pinned_memory_manager.cc:273] "Unable to allocate pinned system memory, pinned memory '
+    f'{INFO} cache_manager.cc:480] "Create CacheManager with cache_dir: '
+    "'/opt/tritonserver/caches'\"",
+    f'{WARN} pinned_memory_manager.cc:273] "Unable to allocate pinned system memory, pinned memory '
     'pool will not be available: CUDA driver version is insufficient for CUDA runtime version"',
-    f'{I} cuda_memory_manager.cc:117] "CUDA memory pool disabled"',
-    f'{W} metrics.cc:811] "Cannot get CUDA device count, GPU metrics will not be available"',
-    f'{I} model_lifecycle.cc:472] "loading: minilm_onnx:1"',
-    f'{I} model_lifecycle.cc:472] "loading: minilm_tokenizer:1"',
-    f'{I} python_be.cc:2249] "TRITONBACKEND_ModelInstanceInitialize: minilm_tokenizer_0_0 '
+    f'{INFO} cuda_memory_manager.cc:117] "CUDA memory pool disabled"',
+    f'{WARN} metrics.cc:811] "Cannot get CUDA device count, GPU metrics will not be available"',
+    f'{INFO} model_lifecycle.cc:472] "loading: minilm_onnx:1"',
+    f'{INFO} model_lifecycle.cc:472] "loading: minilm_tokenizer:1"',
+    f'{INFO} python_be.cc:2249] "TRITONBACKEND_ModelInstanceInitialize: minilm_tokenizer_0_0 '
     '(CPU device 0)"',
 ]
 TABLE_EDGE = "+--------------------+---------+----------------------------------------------+"
@@ -80,9 +81,9 @@ LOG = "\n".join(
         *HARMLESS_HEAD,
         FAILED_LOAD,
         FAILED_SHORT,
-        f"{I} model_lifecycle.cc:838] \"successfully loaded 'minilm_tokenizer'\"",
+        f"{INFO} model_lifecycle.cc:838] \"successfully loaded 'minilm_tokenizer'\"",
         ENSEMBLE,
-        f"{I} server.cc:674]",
+        f"{INFO} server.cc:674]",
         TABLE_EDGE,
         "| Model              | Version | Status                                       |",
         TABLE_EDGE,
@@ -90,8 +91,9 @@ LOG = "\n".join(
         "| minilm_tokenizer   | 1       | READY                                        |",
         TABLE_EDGE,
         "",
-        f'{I} server.cc:305] "Waiting for in-flight requests to complete."',
-        f'{I} server.cc:321] "Timeout 30: Found 0 model versions that have in-flight inferences"',
+        f'{INFO} server.cc:305] "Waiting for in-flight requests to complete."',
+        f'{INFO} server.cc:321] "Timeout 30: Found 0 model versions that have in-flight '
+        'inferences"',
         FAILED_LOAD,  # repeated: reported once
         CREATE,
         "",

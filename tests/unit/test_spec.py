@@ -352,40 +352,19 @@ def test_all_errors_are_listed_at_once() -> None:
 # --- bugs: each test states the correct behaviour and fails today ---------------------------
 
 
-@pytest.mark.xfail(
-    reason="builder/spec.py:34 _SAFE_NAME ends in '$', which also matches before a trailing "
-    "newline, so a name 'a\\n' (a folder name with a newline) is accepted",
-    strict=True,
-)
 def test_name_with_trailing_newline_is_unsafe() -> None:
     message = spec_error('models:\n  - {name: "a\\n", task: text-embedding, source: ./m}\n')
     assert "unsafe model name" in message
 
 
-@pytest.mark.xfail(
-    reason="builder/spec.py:156 Spec.path is a model field, so a top-level 'path:' key in the "
-    "YAML is accepted (then silently replaced) instead of rejected as an unknown key",
-    strict=True,
-)
 def test_top_level_path_key_is_unknown() -> None:
     assert "path: unknown key" in spec_error("path: /etc\n" + one_model())
 
 
-@pytest.mark.xfail(
-    reason="builder/spec.py:194 'key in mapping' raises TypeError for an unhashable (complex) "
-    "YAML key, which escapes as a traceback instead of a SpecError",
-    strict=True,
-)
 def test_unhashable_yaml_key_is_a_spec_error() -> None:
     assert spec_error("? [a, b]\n: 1\n" + one_model()).startswith(f"{SPEC_PATH}: ")
 
 
-@pytest.mark.xfail(
-    reason="builder/spec.py:190 _construct_mapping replaces SafeLoader's mapping constructor "
-    "without flatten_mapping, so YAML merge keys ('<<: *anchor') are reported as "
-    "'not valid YAML'",
-    strict=True,
-)
 def test_yaml_merge_keys_are_supported() -> None:
     text = (
         "models:\n"

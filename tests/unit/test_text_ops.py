@@ -232,12 +232,6 @@ def test_configure_tokenizer_on_a_saved_tokenizer_json(vocab_file: Path) -> None
     assert out["input_ids"].tolist() == [[cls, good, sep, 0], [cls, very, very, sep]]
 
 
-@pytest.mark.xfail(
-    reason="tests/tiny_models.py:29 write_tokenizer passes vocab_file= to BertTokenizerFast, "
-    "which transformers 5 ignores (the argument is vocab=), so the saved tokenizer.json holds "
-    "only the 5 special tokens and every word becomes [UNK]",
-    strict=True,
-)
 def test_write_tokenizer_saves_the_whole_vocabulary(vocab_file: Path) -> None:
     saved = json.loads((vocab_file.parent / "tokenizer.json").read_text(encoding="utf-8"))
     assert len(saved["model"]["vocab"]) == len(vocab_file.read_text().splitlines())

@@ -6,8 +6,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import text_ops  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
+import text_ops
+import triton_python_backend_utils as pb_utils
 
 
 class TritonPythonModel:

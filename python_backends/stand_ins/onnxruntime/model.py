@@ -63,7 +63,7 @@ class TritonPythonModel:
             size = len(next(iter(arrays.values())))
             outputs = [
                 pb_utils.Tensor(name, np.ascontiguousarray(result[start : start + size]))
-                for name, result in zip(self.output_names, results)
+                for name, result in zip(self.output_names, results, strict=True)
             ]
             responses[index] = pb_utils.InferenceResponse(output_tensors=outputs)
             start += size
