@@ -1,0 +1,63 @@
+"""Typed clients for models served from a triton-pack repository.
+
+Importable with only ``tritonclient[http,grpc]`` and numpy installed::
+
+    from clients import EmbeddingClient
+    vectors = EmbeddingClient("localhost:8000", "minilm").embed(["hello", "world"])
+
+Errors: every error raised on purpose derives from ``clients.ClientError`` (see
+``clients.errors`` for the tree).
+"""
+
+from clients.client import AsyncTritonClient, TritonClient
+from clients.core import RetryPolicy
+from clients.errors import (
+    ClientError,
+    ConnectError,
+    DeadlineExceeded,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerError,
+    TransportError,
+    UnavailableError,
+)
+from clients.tasks import (
+    AsyncClassificationClient,
+    AsyncEmbeddingClient,
+    ClassificationClient,
+    EmbeddingClient,
+)
+from clients.types import (
+    Classification,
+    ModelConfig,
+    ModelMetadata,
+    RepositoryModel,
+    ServerMetadata,
+    TensorSpec,
+)
+
+__all__ = [
+    "AsyncClassificationClient",
+    "AsyncEmbeddingClient",
+    "AsyncTritonClient",
+    "Classification",
+    "ClassificationClient",
+    "ClientError",
+    "ConnectError",
+    "DeadlineExceeded",
+    "EmbeddingClient",
+    "InvalidInputError",
+    "ModelConfig",
+    "ModelMetadata",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "RepositoryModel",
+    "RetryPolicy",
+    "ServerError",
+    "ServerMetadata",
+    "TensorSpec",
+    "TransportError",
+    "TritonClient",
+    "UnavailableError",
+]

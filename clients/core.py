@@ -1,0 +1,365 @@
+"""The clients' core, without I/O: parsing, input checks, tensors, error mapping, retries.
+
+The sync/async x HTTP/gRPC shells only move bytes; everything they share lives here and is
+unit-tested without a server. Streaming (gRPC bidirectional streams, HTTP SSE) will add a
+transport method that yields response dicts; parsing, checks and errors stay here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clients.errors import (
+    ClientError,
+    ConnectError,
+    DeadlineExceeded,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServerError,
+    TransportError,
+    UnavailableError,
+)
+from clients.types import (
+    Classification,
+    ModelConfig,
+    ModelMetadata,
+    RepositoryModel,
+    ServerMetadata,
+    TensorSpec,
+)
+
+__all__ = [
+    "NUMPY_DTYPES",
+    "RetryPolicy",
+    "WireTensor",
+    "chunks",
+    "classifications",
+    "next_delay",
+    "parse_model_config",
+    "parse_model_metadata",
+    "parse_repository_index",
+    "parse_server_metadata",
+    "prepare_inputs",
+    "refine_not_found",
+    "text_array",
+    "translate",
+    "wire_inputs",
+]
+
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(np.object_),
+}
+
+# --- parsing what the server reports (HTTP JSON and gRPC as_json differ slightly) ---------
+
+
+def _dims(values: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)  # gRPC JSON spells int64 as strings
+
+
+def parse_server_metadata(data: Mapping[str, Any]) -> ServerMetadata:
+    return ServerMetadata(
+        name=str(data.get("name", "")),
+        version=str(data.get("version", "")),
+        extensions=tuple(data.get("extensions", ())),
+    )
+
+
+def _tensor(data: Mapping[str, Any]) -> TensorSpec:
+    return TensorSpec(str(data["name"]), str(data["datatype"]), _dims(data.get("shape", ())))
+
+
+def parse_model_metadata(data: Mapping[str, Any]) -> ModelMetadata:
+    return ModelMetadata(
+        name=str(data["name"]),
+        versions=tuple(str(v) for v in data.get("versions", ())),
+        platform=str(data.get("platform", "")),
+        inputs=tuple(_tensor(t) for t in data.get("inputs", ())),
+        outputs=tuple(_tensor(t) for t in data.get("outputs", ())),
+    )
+
+
+def _config_tensor(data: Mapping[str, Any]) -> TensorSpec:
+    datatype = str(data.get("data_type", "TYPE_INVALID")).removeprefix("TYPE_")
+    return TensorSpec(
+        name=str(data["name"]),
+        datatype="BYTES" if datatype == "STRING" else datatype,
+        shape=_dims(data.get("dims", ())),
+        optional=bool(data.get("optional", False)),
+    )
+
+
+def parse_model_config(data: Mapping[str, Any]) -> ModelConfig:
+    config = data.get("config", data)  # gRPC wraps it
+    parameters = {
+        str(k): str(v.get("string_value", "")) for k, v in config.get("parameters", {}).items()
+    }
+    policy = config.get("model_transaction_policy", {})
+    return ModelConfig(
+        name=str(config["name"]),
+        platform=str(config.get("platform", "")),
+        backend=str(config.get("backend", "")),
+        max_batch_size=int(config.get("max_batch_size", 0)),
+        inputs=tuple(_config_tensor(t) for t in config.get("input", ())),
+        outputs=tuple(_config_tensor(t) for t in config.get("output", ())),
+        parameters=parameters,
+        decoupled=bool(policy.get("decoupled", False)),
+        raw=dict(config),
+    )
+
+
+def parse_repository_index(data: Any) -> list[RepositoryModel]:
+    entries = data.get("models", []) if isinstance(data, Mapping) else data
+    return [
+        RepositoryModel(
+            name=str(e.get("name", "")),
+            version=str(e.get("version", "")),
+            state=str(e.get("state", "")),
+            reason=str(e.get("reason", "")),
+        )
+        for e in entries
+    ]
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WireTensor:
+    """An input ready to send: checked against the model's metadata."""
+
+    name: str
+    datatype: str
+    array: npt.NDArray[Any]
+
+
+def _as_bytes_array(model: str, name: str, array: npt.NDArray[Any]) -> npt.NDArray[np.object_]:
+    if array.dtype.kind in ("U", "S"):
+        array = array.astype(np.object_)
+    if array.dtype != np.object_:
+        raise InvalidInputError(
+            f"model {model!r} input {name!r}: expected BYTES (str or bytes), got {array.dtype}"
+        )
+    out = np.empty(array.shape, dtype=np.object_)
+    for index, item in np.ndenumerate(array):
+        if isinstance(item, str):
+            out[index] = item.encode("utf-8")
+        elif isinstance(item, bytes):
+            out[index] = item
+        else:
+            raise InvalidInputError(
+                f"model {model!r} input {name!r}: expected BYTES (str or bytes), got an "
+                f"element of type {type(item).__name__}"
+            )
+    return out
+
+
+def _check_shape(model: str, spec: TensorSpec, shape: tuple[int, ...], max_batch_size: int) -> None:
+    expected = list(spec.shape)
+    if max_batch_size > 0 and len(shape) == len(expected) - 1:
+        raise InvalidInputError(
+            f"model {model!r} input {spec.name!r}: missing the batch dimension: expected shape "
+            f"{expected} (batch first), got {list(shape)}"
+        )
+    if len(shape) != len(expected) or any(
+        want not in (-1, have) for want, have in zip(expected, shape, strict=True)
+    ):
+        raise InvalidInputError(
+            f"model {model!r} input {spec.name!r}: expected shape {expected}, got {list(shape)}"
+        )
+    if max_batch_size > 0 and shape[0] > max_batch_size:
+        raise InvalidInputError(
+            f"model {model!r} input {spec.name!r}: batch of {shape[0]} exceeds the model's "
+            f"max_batch_size {max_batch_size}"
+        )
+
+
+def _prepare_one(model: str, spec: TensorSpec, value: Any, max_batch_size: int) -> WireTensor:
+    array = np.asarray(value)
+    if spec.datatype == "BYTES":
+        array = _as_bytes_array(model, spec.name, array)
+    else:
+        expected = NUMPY_DTYPES.get(spec.datatype)
+        if expected is None:
+            raise InvalidInputError(
+                f"model {model!r} input {spec.name!r}: datatype {spec.datatype} has no numpy "
+                "equivalent in this client"
+            )
+        if array.dtype != expected:
+            raise InvalidInputError(
+                f"model {model!r} input {spec.name!r}: expected {spec.datatype} ({expected}), "
+                f"got {array.dtype}"
+            )
+    _check_shape(model, spec, tuple(array.shape), max_batch_size)
+    return WireTensor(spec.name, spec.datatype, np.ascontiguousarray(array))
+
+
+def prepare_inputs(
+    metadata: ModelMetadata, config: ModelConfig, inputs: Mapping[str, Any]
+) -> list[WireTensor]:
+    """Check ``inputs`` against the model (names, dtypes, shapes, batch); nothing is sent."""
+    model = metadata.name
+    specs = {spec.name: spec for spec in metadata.inputs}
+    optional = {spec.name for spec in config.inputs if spec.optional}
+    unknown = sorted(set(inputs) - set(specs))
+    if unknown:
+        raise InvalidInputError(
+            f"model {model!r}: unknown input(s) {', '.join(map(repr, unknown))}; "
+            f"its inputs are {', '.join(map(repr, specs))}"
+        )
+    missing = [name for name in specs if name not in inputs and name not in optional]
+    if missing:
+        raise InvalidInputError(
+            f"model {model!r}: missing input(s) {', '.join(map(repr, missing))}"
+        )
+    tensors = [
+        _prepare_one(model, specs[name], value, config.max_batch_size)
+        for name, value in inputs.items()
+    ]
+    if config.max_batch_size > 0:
+        sizes = {t.name: t.array.shape[0] for t in tensors}
+        if len(set(sizes.values())) > 1:
+            raise InvalidInputError(f"model {model!r}: inputs disagree on batch size: {sizes}")
+    return tensors
+
+
+def wire_inputs(module: Any, tensors: Sequence[WireTensor]) -> list[Any]:
+    """``InferInput`` objects of ``module`` (tritonclient.http or tritonclient.grpc)."""
+    wired = []
+    for tensor in tensors:
+        item = module.InferInput(tensor.name, list(tensor.array.shape), tensor.datatype)
+        item.set_data_from_numpy(tensor.array)
+        wired.append(item)
+    return wired
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+_NOT_FOUND = {"404", "StatusCode.NOT_FOUND"}
+_UNAVAILABLE = {"503", "StatusCode.UNAVAILABLE"}
+_DEADLINE = {"504", "StatusCode.DEADLINE_EXCEEDED"}
+
+
+def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = ()) -> ClientError:
+    """The one place third-party exceptions become ours (by type and status, not text)."""
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return DeadlineExceeded(f"timed out: {exc}" if str(exc) else "timed out")
+    status_method = getattr(exc, "status", None)
+    message_method = getattr(exc, "message", None)
+    if callable(status_method) and callable(message_method):  # InferenceServerException
+        status = str(status_method()) if status_method() is not None else None
+        message = str(message_method())
+        if status in _NOT_FOUND:
+            return ModelNotFoundError(message, status)
+        if status in _UNAVAILABLE:
+            return UnavailableError(message)
+        if status in _DEADLINE:
+            return DeadlineExceeded(message)
+        return ServerError(message, status)
+    if isinstance(exc, (OSError, *transport)):
+        return ConnectError(f"{type(exc).__name__}: {exc}")
+    return ClientError(f"{type(exc).__name__}: {exc}")
+
+
+def refine_not_found(
+    error: ModelNotFoundError, model: str, index: Sequence[RepositoryModel]
+) -> ServerError:
+    """NOT_FOUND for a model that the repository index lists means: not ready."""
+    for entry in index:
+        if entry.name == model:
+            state = entry.state or "not loaded"
+            detail = f": {entry.reason}" if entry.reason else ""
+            return ModelNotReadyError(
+                f"model {model!r} is not ready (state {state}{detail})", state, entry.reason
+            )
+    return error
+
+
+# --- retries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for transport errors, bounded by a total deadline."""
+
+    attempts: int = 5
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.5  # each delay is scaled by a random factor in [1 - jitter, 1]
+    deadline: float = 30.0  # seconds for one call, all attempts included
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
+        return base * (1.0 - self.jitter * rng.random())
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def next_delay(
+    policy: RetryPolicy,
+    error: ClientError,
+    attempt: int,
+    remaining: float,
+    rng: random.Random,
+) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None to raise ``error`` now."""
+    if not isinstance(error, TransportError) or attempt + 1 >= policy.attempts:
+        return None
+    delay = policy.backoff(attempt, rng)
+    return delay if delay < remaining else None
+
+
+# --- task helpers ---------------------------------------------------------------------------
+
+
+def text_array(texts: Sequence[str]) -> npt.NDArray[np.object_]:
+    """Texts as a [n, 1] BYTES array (the TEXT input of the served contracts)."""
+    if isinstance(texts, str):
+        raise InvalidInputError("texts: expected a sequence of str, got a single str")
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"texts[{index}]: expected str, got {type(text).__name__}")
+    array = np.empty((len(texts), 1), dtype=np.object_)
+    for index, text in enumerate(texts):
+        array[index, 0] = text.encode("utf-8")
+    return array
+
+
+def chunks(count: int, size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges covering ``count`` items in pieces of at most ``size``."""
+    step = max(1, size)
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def classifications(
+    labels: npt.NDArray[Any], scores: npt.NDArray[np.float32], names: Sequence[str]
+) -> list[Classification]:
+    out = []
+    for row_label, row_scores in zip(labels.reshape(-1), scores, strict=True):
+        label = row_label.decode("utf-8") if isinstance(row_label, bytes) else str(row_label)
+        by_label = {name: float(s) for name, s in zip(names, row_scores, strict=True)}
+        out.append(Classification(label, by_label.get(label, float(row_scores.max())), by_label))
+    return out
