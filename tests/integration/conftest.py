@@ -69,5 +69,6 @@ def served_build(served_spec: Path) -> BuildResult:
 
 @pytest.fixture(scope="session")
 def server(served_build: BuildResult) -> Iterator[LocalServer]:
-    with LocalServer(served_build.repository) as running:
+    # explicit model control: every model loads at start, and load/unload work over the API
+    with LocalServer(served_build.repository, model_control="explicit") as running:
         yield running
