@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 Arrays = dict[str, npt.NDArray[Any]]
+_Self = TypeVar("_Self", bound="_SyncTask")
+_ASelf = TypeVar("_ASelf", bound="_AsyncTask")
 
 
 def _joined(parts: list[Arrays], names: Sequence[str]) -> Arrays:
@@ -77,6 +79,12 @@ class _SyncTask:
 
     def close(self) -> None:
         self.client.close()
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class EmbeddingClient(_SyncTask):
@@ -145,6 +153,12 @@ class _AsyncTask:
 
     async def close(self) -> None:
         await self.client.close()
+
+    async def __aenter__(self: _ASelf) -> _ASelf:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class AsyncEmbeddingClient(_AsyncTask):

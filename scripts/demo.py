@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 
 from builder.serve import LocalServer
 from builder.sources import resolve_source
 from builder.spec import load_spec
+from clients import EmbeddingClient, TritonClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -27,25 +26,17 @@ TEXTS = [
 ]
 
 
-def _text_input(module: object, texts: list[str]) -> object:
-    array = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-    tensor = module.InferInput("TEXT", list(array.shape), "BYTES")  # type: ignore[attr-defined]
-    tensor.set_data_from_numpy(array)
-    return tensor
-
-
 def main() -> int:
     spec = load_spec(ROOT / "models.yaml")
     model = spec.models[0]
     print(f"starting tritonserver on {spec.repository_dir} ...", flush=True)
     with LocalServer(spec.repository_dir) as server:
         print(f"ready: HTTP {server.http_url}, gRPC {server.grpc_url}")
-        http = httpclient.InferenceServerClient(server.http_url.removeprefix("http://"))
-        grpc = grpcclient.InferenceServerClient(server.grpc_url)
-        via_http = http.infer(model.name, [_text_input(httpclient, TEXTS)]).as_numpy("EMBEDDING")
-        via_grpc = grpc.infer(model.name, [_text_input(grpcclient, TEXTS)]).as_numpy("EMBEDDING")
-        http.close()
-        grpc.close()
+        # the typed clients from clients/, as application code would use them
+        with EmbeddingClient(server.http_url, model.name) as http:
+            via_http = http.embed(TEXTS)
+        with EmbeddingClient(TritonClient(server.grpc_url, "grpc"), model.name) as grpc:
+            via_grpc = grpc.embed(TEXTS)
 
     from sentence_transformers import SentenceTransformer
 
