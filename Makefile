@@ -27,8 +27,9 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check builder clients tests scripts
+	$(BIN)/ruff check builder clients python_backends tests scripts benchmarks
 	$(BIN)/mypy builder
+	$(BIN)/mypy --strict clients
 
 check: $(STAMP)
 	$(BIN)/build-repo models.yaml --check

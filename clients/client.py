@@ -86,7 +86,9 @@ class TritonClient(_Base):
         self._lock = threading.Lock()
 
     # -- the one loop that calls the transport --------------------------------------------
-    def _call(self, op: Callable[[float], T], timeout: float | None, model: str = "") -> T:
+    def _call(
+        self, op: Callable[[float], T], timeout: float | None, model: str = "", version: str = ""
+    ) -> T:
         per_call = timeout or self.timeout
         deadline = time.monotonic() + self.retry.deadline
         attempt = 0
@@ -100,17 +102,17 @@ class TritonClient(_Base):
             delay = next_delay(self.retry, error, attempt, deadline - time.monotonic(), self._rng)
             if delay is None:
                 if model and isinstance(error, ModelNotFoundError):
-                    error = self._refine(error, model)
+                    error = self._refine(error, model, version)
                 raise error from cause
             time.sleep(delay)
             attempt += 1
 
-    def _refine(self, error: ModelNotFoundError, model: str) -> ClientError:
+    def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:
             index = parse_repository_index(self._transport.repository_index(self.timeout))
         except Exception:  # the index is a refinement only; keep the original error
             return error
-        return refine_not_found(error, model, index)
+        return refine_not_found(error, model, index, version)
 
     # -- health and metadata ---------------------------------------------------------------
     def is_live(self, *, timeout: float | None = None) -> bool:
@@ -131,14 +133,16 @@ class TritonClient(_Base):
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelMetadata:
         data = self._call(
-            lambda t: self._transport.model_metadata(model, version, t), timeout, model
+            lambda t: self._transport.model_metadata(model, version, t), timeout, model, version
         )
         return parse_model_metadata(data)
 
     def model_config(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelConfig:
-        data = self._call(lambda t: self._transport.model_config(model, version, t), timeout, model)
+        data = self._call(
+            lambda t: self._transport.model_config(model, version, t), timeout, model, version
+        )
         return parse_model_config(data)
 
     def repository_index(self, *, timeout: float | None = None) -> list[RepositoryModel]:
@@ -184,7 +188,10 @@ class TritonClient(_Base):
         tensors = prepare_inputs(metadata, config, inputs)
         names = list(outputs) if outputs is not None else [o.name for o in metadata.outputs]
         return self._call(
-            lambda t: self._transport.infer(model, version, tensors, names, t), timeout, model
+            lambda t: self._transport.infer(model, version, tensors, names, t),
+            timeout,
+            model,
+            version,
         )
 
     def close(self) -> None:
@@ -217,7 +224,11 @@ class AsyncTritonClient(_Base):
         )
 
     async def _call(
-        self, op: Callable[[float], Awaitable[T]], timeout: float | None, model: str = ""
+        self,
+        op: Callable[[float], Awaitable[T]],
+        timeout: float | None,
+        model: str = "",
+        version: str = "",
     ) -> T:
         per_call = timeout or self.timeout
         loop = asyncio.get_running_loop()
@@ -233,17 +244,17 @@ class AsyncTritonClient(_Base):
             delay = next_delay(self.retry, error, attempt, deadline - loop.time(), self._rng)
             if delay is None:
                 if model and isinstance(error, ModelNotFoundError):
-                    error = await self._refine(error, model)
+                    error = await self._refine(error, model, version)
                 raise error from cause
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def _refine(self, error: ModelNotFoundError, model: str) -> ClientError:
+    async def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:
             index = parse_repository_index(await self._transport.repository_index(self.timeout))
         except Exception:  # the index is a refinement only; keep the original error
             return error
-        return refine_not_found(error, model, index)
+        return refine_not_found(error, model, index, version)
 
     async def is_live(self, *, timeout: float | None = None) -> bool:
         return await self._call(self._transport.live, timeout)
@@ -263,7 +274,7 @@ class AsyncTritonClient(_Base):
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelMetadata:
         data = await self._call(
-            lambda t: self._transport.model_metadata(model, version, t), timeout, model
+            lambda t: self._transport.model_metadata(model, version, t), timeout, model, version
         )
         return parse_model_metadata(data)
 
@@ -271,7 +282,7 @@ class AsyncTritonClient(_Base):
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelConfig:
         data = await self._call(
-            lambda t: self._transport.model_config(model, version, t), timeout, model
+            lambda t: self._transport.model_config(model, version, t), timeout, model, version
         )
         return parse_model_config(data)
 
@@ -309,7 +320,10 @@ class AsyncTritonClient(_Base):
         tensors = prepare_inputs(metadata, config, inputs)
         names = list(outputs) if outputs is not None else [o.name for o in metadata.outputs]
         return await self._call(
-            lambda t: self._transport.infer(model, version, tensors, names, t), timeout, model
+            lambda t: self._transport.infer(model, version, tensors, names, t),
+            timeout,
+            model,
+            version,
         )
 
     async def close(self) -> None:

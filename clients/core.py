@@ -194,7 +194,13 @@ def _check_shape(model: str, spec: TensorSpec, shape: tuple[int, ...], max_batch
 
 
 def _prepare_one(model: str, spec: TensorSpec, value: Any, max_batch_size: int) -> WireTensor:
-    array = np.asarray(value)
+    if isinstance(value, np.ndarray):
+        array = value
+    elif spec.datatype == "BYTES":
+        # not np.asarray: a fixed-width bytes array would drop trailing NUL bytes
+        array = np.array(value, dtype=np.object_)
+    else:
+        array = np.asarray(value)
     if spec.datatype == "BYTES":
         array = _as_bytes_array(model, spec.name, array)
     else:
@@ -210,7 +216,9 @@ def _prepare_one(model: str, spec: TensorSpec, value: Any, max_batch_size: int) 
                 f"got {array.dtype}"
             )
     _check_shape(model, spec, tuple(array.shape), max_batch_size)
-    return WireTensor(spec.name, spec.datatype, np.ascontiguousarray(array))
+    # np.ascontiguousarray would turn a 0-d array into shape (1,)
+    contiguous = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    return WireTensor(spec.name, spec.datatype, contiguous)
 
 
 def prepare_inputs(
@@ -255,7 +263,7 @@ def wire_inputs(module: Any, tensors: Sequence[WireTensor]) -> list[Any]:
 # --- errors ---------------------------------------------------------------------------------
 
 _NOT_FOUND = {"404", "StatusCode.NOT_FOUND"}
-_UNAVAILABLE = {"503", "StatusCode.UNAVAILABLE"}
+_UNAVAILABLE = {"429", "503", "StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
 _DEADLINE = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 
 
@@ -269,7 +277,8 @@ def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = (
     message_method = getattr(exc, "message", None)
     if callable(status_method) and callable(message_method):  # InferenceServerException
         status = str(status_method()) if status_method() is not None else None
-        message = str(message_method())
+        raw_message = message_method()
+        message = str(raw_message) if raw_message else f"server error (status {status})"
         if status in _NOT_FOUND:
             return ModelNotFoundError(message, status)
         if status in _UNAVAILABLE:
@@ -283,16 +292,25 @@ def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = (
 
 
 def refine_not_found(
-    error: ModelNotFoundError, model: str, index: Sequence[RepositoryModel]
+    error: ModelNotFoundError,
+    model: str,
+    index: Sequence[RepositoryModel],
+    version: str = "",
 ) -> ServerError:
-    """NOT_FOUND for a model that the repository index lists means: not ready."""
+    """NOT_FOUND for a model (version) that the index lists but not as READY: not ready."""
     for entry in index:
-        if entry.name == model:
-            state = entry.state or "not loaded"
-            detail = f": {entry.reason}" if entry.reason else ""
-            return ModelNotReadyError(
-                f"model {model!r} is not ready (state {state}{detail})", state, entry.reason
-            )
+        if entry.name != model or (version and entry.version and entry.version != version):
+            continue
+        if entry.state == "READY":
+            return error  # e.g. a version that does not exist: still "not found"
+        shown = entry.state or "not loaded"
+        detail = f": {entry.reason}" if entry.reason else ""
+        return ModelNotReadyError(
+            f"model {model!r} is not ready (state {shown}{detail})",
+            entry.state,
+            entry.reason,
+            status=error.status,
+        )
     return error
 
 
@@ -357,9 +375,13 @@ def chunks(count: int, size: int) -> list[tuple[int, int]]:
 def classifications(
     labels: npt.NDArray[Any], scores: npt.NDArray[np.float32], names: Sequence[str]
 ) -> list[Classification]:
+    if scores.ndim != 2 or scores.shape[1] != len(names):
+        raise ServerError(f"SCORES has shape {list(scores.shape)} for {len(names)} labels")
     out = []
     for row_label, row_scores in zip(labels.reshape(-1), scores, strict=True):
         label = row_label.decode("utf-8") if isinstance(row_label, bytes) else str(row_label)
         by_label = {name: float(s) for name, s in zip(names, row_scores, strict=True)}
-        out.append(Classification(label, by_label.get(label, float(row_scores.max())), by_label))
+        if label not in by_label:
+            raise ServerError(f"LABEL {label!r} is not one of the model's labels {list(names)}")
+        out.append(Classification(label, by_label[label], by_label))
     return out

@@ -64,8 +64,10 @@ class ModelNotFoundError(ServerError):
 class ModelNotReadyError(ServerError):
     """The model is in the repository but not ready (``state``, ``reason`` from the index)."""
 
-    def __init__(self, message: str, state: str = "", reason: str = "") -> None:
-        super().__init__(message, status=None)
+    def __init__(
+        self, message: str, state: str = "", reason: str = "", status: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
         self.state = state
         self.reason = reason
 
