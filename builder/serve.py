@@ -118,8 +118,10 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
         backend = stand_in.parent.name
         if (dest / backend).exists():
             continue
-        (dest / backend).mkdir()
-        shutil.copy2(stand_in, dest / backend / "model.py")
+        # the whole folder: model.py and the pure modules it imports
+        shutil.copytree(
+            stand_in.parent, dest / backend, ignore=shutil.ignore_patterns("__pycache__")
+        )
     return dest
 
 
@@ -236,9 +238,12 @@ class LocalServer:
             return False
 
     def wait(self) -> int:
+        """Block until the server exits; its log is kept if it exited with an error."""
         if self._process is None:
             return 0
-        return self._process.wait()
+        code = self._process.wait()
+        self._keep_log = self._keep_log or code != 0
+        return code
 
     def stop(self, timeout: float = 30.0) -> None:
         process, self._process = self._process, None

@@ -90,3 +90,67 @@ def make_model(
     model.save_pretrained(str(directory))
     write_tokenizer(directory)
     return directory
+
+
+CORPUS = [
+    "the server streams tokens to the client",
+    "a tiny model writes random text very fast",
+    "triton serves models over http and grpc",
+    "the quick brown fox jumps over the lazy dog",
+    "hello world , hello triton , hello vllm !",
+    "one two three four five six seven eight nine ten",
+]
+LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]
+
+
+def write_bpe_tokenizer(directory: Path, vocab_size: int = 300) -> object:
+    """Train a small BPE tokenizer (Metaspace, like SentencePiece) here; save it as HF files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=LLAMA_SPECIALS,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS * 20, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+    )
+    fast.save_pretrained(str(directory))
+    return fast
+
+
+def make_llama(directory: Path, seed: int = 0) -> Path:
+    """A tiny random Llama (head_dim 32, float32) with a locally trained tokenizer."""
+    import torch
+    import transformers
+
+    tokenizer = write_bpe_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),  # type: ignore[arg-type]
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=3,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    model = transformers.LlamaForCausalLM(config)
+    model.generation_config.do_sample = False
+    model.save_pretrained(str(directory))
+    return directory
