@@ -152,7 +152,7 @@ def test_assemble_backends_from_the_wheel(tmp_path: Path) -> None:
 
     assert assemble_backends(install, dest) == dest
 
-    assert sorted(p.name for p in dest.iterdir()) == ["identity", "onnxruntime", "python"]
+    assert sorted(p.name for p in dest.iterdir()) == ["identity", "onnxruntime", "python", "vllm"]
     assert (dest / "identity").is_symlink()
     assert (dest / "identity").resolve() == (install.backends / "identity").resolve()
 
@@ -177,6 +177,8 @@ def test_assemble_backends_from_the_wheel(tmp_path: Path) -> None:
     assert (stand_in / "model.py").read_bytes() == (
         STAND_INS / "onnxruntime" / "model.py"
     ).read_bytes()
+    # a stand-in's pure modules travel with its model.py
+    assert sorted(p.name for p in (dest / "vllm").iterdir()) == ["llm_ops.py", "model.py"]
 
 
 def test_copies_do_not_follow_later_changes_to_the_install(tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ def test_no_stand_in_when_the_server_has_onnxruntime(tmp_path: Path) -> None:
     install = fake_install(tmp_path / "triton", native=("onnxruntime",))
     dest = assemble_backends(install, tmp_path / "backends")
 
-    assert sorted(p.name for p in dest.iterdir()) == ["onnxruntime", "python"]
+    assert sorted(p.name for p in dest.iterdir()) == ["onnxruntime", "python", "vllm"]
     assert (dest / "onnxruntime").is_symlink()
     # the native backend folder is left as it was
     assert sorted(p.name for p in (install.backends / "onnxruntime").iterdir()) == [
@@ -199,9 +201,10 @@ def test_no_stand_in_when_the_server_has_onnxruntime(tmp_path: Path) -> None:
 
 
 def test_native_install_links_its_python_backend(tmp_path: Path) -> None:
-    install = fake_install(tmp_path / "triton", native=("onnxruntime",), stubs=False)
+    install = fake_install(tmp_path / "triton", native=("onnxruntime", "vllm"), stubs=False)
     dest = assemble_backends(install, tmp_path / "backends")
-    assert sorted(p.name for p in dest.iterdir()) == ["onnxruntime", "python"]
+    assert sorted(p.name for p in dest.iterdir()) == ["onnxruntime", "python", "vllm"]
+    assert (dest / "vllm").is_symlink()  # the NGC image's own vllm backend wins
     assert (dest / "python").is_symlink()
     assert (dest / "python").resolve() == (install.backends / "python").resolve()
 

@@ -6,6 +6,7 @@ response building are pure functions in ``llm_ops`` beside this file.
 """
 
 import asyncio
+import contextlib
 import json
 import locale
 import os
@@ -18,13 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Inside the stub the locale is unset, so open() defaults to ASCII; torch's code generation
 # reads UTF-8 templates. Set it before vLLM (and torch) are imported.
 os.environ.setdefault("LC_CTYPE", "C.UTF-8")
-try:
+with contextlib.suppress(locale.Error):
     locale.setlocale(locale.LC_CTYPE, "C.UTF-8")
-except locale.Error:
-    pass
 
-import llm_ops  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
+import llm_ops
+import triton_python_backend_utils as pb_utils
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
