@@ -26,8 +26,10 @@ __all__ = [
     "ModelPlan",
     "TensorSpec",
     "TokenizerInfo",
+    "VllmPlan",
     "check_ensemble",
     "plan_model",
+    "plan_vllm",
 ]
 
 
@@ -36,6 +38,7 @@ class TensorSpec:
     name: str
     data_type: str  # a ModelConfig DataType name, e.g. "TYPE_FP32"
     dims: tuple[int, ...]  # without the batch dimension
+    optional: bool = False
 
     def describe(self) -> str:
         return f"{self.name} {self.data_type} {list(self.dims)}"
@@ -281,3 +284,33 @@ def check_ensemble(plan: ModelPlan) -> None:
                 f"ensemble {ensemble!r}: {where} {have.describe()} does not match ensemble "
                 f"output {out.describe()}"
             )
+
+
+@dataclass(frozen=True)
+class VllmPlan:
+    """A ``vllm`` backend model: decoupled, KIND_MODEL, engine arguments in 1/model.json."""
+
+    spec: ModelSpec
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    parameters: tuple[tuple[str, str], ...]
+    model_json: str
+
+
+def plan_vllm(model: ModelSpec) -> VllmPlan:
+    """The official vllm backend's contract (the stand-in's ``llm_ops`` holds it)."""
+    from python_backends.stand_ins.vllm import llm_ops
+
+    inputs = tuple(
+        TensorSpec(name, kind, (1,), optional=optional) for name, kind, optional in llm_ops.INPUTS
+    )
+    outputs = tuple(TensorSpec(name, kind, tuple(dims)) for name, kind, dims in llm_ops.OUTPUTS)
+    metrics = "true" if model.report_metrics else "false"
+    engine = dict(model.engine or {})
+    return VllmPlan(
+        spec=model,
+        inputs=inputs,
+        outputs=outputs,
+        parameters=(("REPORT_CUSTOM_METRICS", metrics),),
+        model_json=json.dumps(engine, indent=2, sort_keys=True) + "\n",
+    )

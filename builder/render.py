@@ -14,9 +14,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from builder.errors import RenderError
-from builder.plan import MemberPlan, ModelPlan
+from builder.plan import MemberPlan, ModelPlan, VllmPlan
 
-__all__ = ["TEMPLATES_DIR", "pbtxt_string", "render_model", "validate_config"]
+__all__ = ["TEMPLATES_DIR", "pbtxt_string", "render_model", "render_vllm", "validate_config"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -102,3 +102,9 @@ def render_model(plan: ModelPlan, spec_file: str) -> dict[str, str]:
         source_model=plan.spec.name,
     )
     return configs
+
+
+def render_vllm(plan: VllmPlan, spec_file: str) -> dict[str, str]:
+    """``{name: config.pbtxt text}`` for a vllm backend model."""
+    name = plan.spec.name
+    return {name: _render("vllm.pbtxt.j2", name, plan=plan, spec_file=spec_file, source_model=name)}

@@ -95,6 +95,8 @@ def _looks_like_path(source: str) -> bool:
 def resolve_source(model: ModelSpec, spec: Spec) -> ResolvedSource:
     """Find the model folder named by ``model.source`` and hash its files."""
     source = model.source
+    if source is None:
+        raise SourceError(f"models: {model.name}: task {model.task} has no 'source'")
     if source.startswith(_PACKAGE_PREFIX):
         directory = _package_dir(source)
     else:

@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 Target = Literal["cpu", "gpu"]
-Task = Literal["text-embedding", "text-classification"]
+Task = Literal["text-embedding", "text-classification", "text-generation"]
+Backend = Literal["onnx", "vllm"]
 Pooling = Literal["mean", "cls"]
 
 # A name becomes a folder in the repository and part of member names: keep it boring.
@@ -91,7 +92,8 @@ class ModelSpec(_Frozen):
 
     name: str = Field(min_length=1, max_length=100)
     task: Task
-    source: str = Field(min_length=1)
+    backend: Backend | None = None
+    source: str | None = Field(default=None, min_length=1)
     revision: str | None = None
     target: Target | None = None
     max_sequence_length: int = Field(default=256, ge=2, le=8192)
@@ -102,6 +104,8 @@ class ModelSpec(_Frozen):
     pooling: Pooling | None = None
     normalize: bool | None = None
     labels: tuple[str, ...] | None = None
+    engine: dict[str, Any] | None = None
+    report_metrics: bool = True
 
     @field_validator("name")
     @classmethod
@@ -111,6 +115,22 @@ class ModelSpec(_Frozen):
                 f"unsafe model name {value!r}: use letters, digits, '_' and '-', "
                 "starting with a letter or digit (no '/', '..' or spaces)"
             )
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from builder.engine_args import unknown_engine_args
+
+        problems = unknown_engine_args(value)
+        if "model" not in value:
+            problems.insert(0, "'model' is required (a Hub id or a path where the server runs)")
+        elif not isinstance(value["model"], str) or not value["model"]:
+            problems.insert(0, "'model' must be a non-empty string")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
     @field_validator("labels")
@@ -128,6 +148,14 @@ class ModelSpec(_Frozen):
 
     @model_validator(mode="after")
     def _task_keys(self) -> ModelSpec:
+        if self.task == "text-generation":
+            return self._generation_keys()
+        if self.backend not in (None, "onnx"):
+            raise ValueError(f"backend {self.backend!r} serves only task text-generation")
+        if self.source is None:
+            raise ValueError(f"'source' is required for task {self.task}")
+        if self.engine is not None:
+            raise ValueError("'engine' applies only to task text-generation with backend vllm")
         if self.task != "text-embedding":
             for key in ("pooling", "normalize"):
                 if getattr(self, key) is not None:
@@ -140,6 +168,31 @@ class ModelSpec(_Frozen):
                 "dynamic_batching.preferred_batch_sizes must not exceed "
                 f"max_batch_size ({self.max_batch_size})"
             )
+        return self
+
+    def _generation_keys(self) -> ModelSpec:
+        if self.backend != "vllm":
+            raise ValueError("task text-generation needs backend: vllm")
+        if self.engine is None:
+            raise ValueError("backend vllm needs an 'engine' mapping (vLLM engine arguments)")
+        reasons = {
+            "max_batch_size": "vLLM batches requests itself (continuous batching), so the "
+            "config must say max_batch_size: 0",
+            "dynamic_batching": "vLLM batches requests itself; Triton's dynamic batcher does "
+            "not apply to a decoupled vllm model",
+            "instances": "the vllm backend runs one KIND_MODEL instance; use "
+            "engine.tensor_parallel_size or more models",
+            "source": "the vllm backend loads engine.model; put the model there",
+            "max_sequence_length": "use engine.max_model_len",
+            "export": "vLLM models are not exported",
+            "pooling": "applies only to task text-embedding",
+            "normalize": "applies only to task text-embedding",
+            "labels": "applies only to task text-classification",
+            "target": "vLLM picks its device; the instance kind is KIND_MODEL",
+        }
+        for key, reason in reasons.items():
+            if key in self.model_fields_set:
+                raise ValueError(f"'{key}' is not allowed on a vLLM model: {reason}")
         return self
 
     @property
@@ -254,7 +307,8 @@ def _describe(error: Any, data: Any) -> str:
             where += f" (model {name!r})"
         except (KeyError, IndexError, TypeError):
             pass
-    if error["type"] not in ("missing", "extra_forbidden") and "input" in error:
+    shown_input = error.get("input")
+    if error["type"] not in ("missing", "extra_forbidden") and not isinstance(shown_input, dict):
         shown = json.dumps(error["input"], default=str)
         if len(shown) <= 80:
             message += f" (got {shown})"

@@ -26,9 +26,9 @@ from typing import Any
 
 from builder import __version__
 from builder.errors import ParityError
-from builder.plan import ModelPlan, TokenizerInfo, plan_model
+from builder.plan import ModelPlan, TokenizerInfo, plan_model, plan_vllm
 from builder.registry import REGISTRY
-from builder.render import render_model
+from builder.render import render_model, render_vllm
 from builder.sources import ResolvedSource, file_sha256, resolve_source
 from builder.spec import ModelSpec, Spec
 
@@ -43,6 +43,7 @@ GITIGNORE = """\
 */1/*
 !*/1/*.py
 !*/1/.keep
+!*/1/model.json
 /manifest.json
 """
 # Files a Python member gets in its version folder: its model.py and the shared pure module.
@@ -201,7 +202,25 @@ class _ModelBuilder:
             )
         return report.as_dict()
 
+    def build_vllm(self, index: int, model: ModelSpec, root: Path) -> dict[str, Any]:
+        """A vllm backend model: config.pbtxt and 1/model.json, nothing to export."""
+        self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} (text-generation, vllm)")
+        plan = plan_vllm(model)
+        configs = render_vllm(plan, self.spec.path.name)
+        for name, text in configs.items():
+            _write_text(root / name / "config.pbtxt", text)
+        _write_text(root / model.name / "1" / "model.json", plan.model_json)
+        self.outcomes.append(ModelOutcome(model.name, False, 0.0, {}))
+        return {
+            "task": model.task,
+            "backend": "vllm",
+            "engine": dict(model.engine or {}),
+            "triton_models": sorted(configs),
+        }
+
     def build(self, index: int, model: ModelSpec, root: Path, with_weights: bool) -> dict[str, Any]:
+        if model.task == "text-generation":
+            return self.build_vllm(index, model, root)
         started = time.monotonic()
         total = len(self.spec.models)
         source = resolve_source(model, self.spec)
@@ -312,7 +331,8 @@ def _tracked(root: Path) -> dict[str, bytes]:
         rel = path.relative_to(root).as_posix()
         if "__pycache__" in path.parts or not path.is_file():
             continue
-        if path.name in ("config.pbtxt", ".gitignore", ".keep") or path.suffix == ".py":
+        committed = ("config.pbtxt", ".gitignore", ".keep", "model.json")
+        if path.name in committed or path.suffix == ".py":
             files[rel] = path.read_bytes()
     return files
 

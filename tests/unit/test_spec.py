@@ -210,7 +210,7 @@ BAD_SPECS = {
     "bad task": (
         one_model(task="foo"),
         "models[0].task (model 'a'): "
-        "Input should be 'text-embedding' or 'text-classification' (got \"foo\")",
+        "Input should be 'text-embedding', 'text-classification' or 'text-generation' (got \"foo\")",
     ),
     "bad pooling": (
         one_model("pooling: max"),
@@ -226,7 +226,7 @@ BAD_SPECS = {
     ),
     "missing source": (
         "models:\n  - {name: a, task: text-embedding}\n",
-        "models[0].source (model 'a'): Field required",
+        "models[0] (model 'a'): 'source' is required for task text-embedding",
     ),
     "missing models": (
         "repository: r\n",

@@ -163,7 +163,7 @@ def _logprobs_json(entries: Any) -> str:
 
 def response_arrays(
     request: GenerationRequest, output: Any, progress: Progress, final: bool
-) -> dict[str, np.ndarray]:
+) -> dict[str, np.ndarray[Any, Any]]:
     """Output tensors for one response from a vLLM RequestOutput (cumulative)."""
     completion = output.outputs[0]
     if request.stream:
@@ -180,7 +180,7 @@ def response_arrays(
     progress.text_sent = len(completion.text)
     progress.tokens_sent = len(completion.token_ids)
     progress.logprobs_sent = len(completion.logprobs or ())
-    arrays: dict[str, np.ndarray] = {
+    arrays: dict[str, np.ndarray[Any, Any]] = {
         "text_output": np.array([text.encode("utf-8")], dtype=np.object_)
     }
     for name in request.extra_outputs:
