@@ -22,7 +22,15 @@ from pydantic import BaseModel
 from tritonclient.grpc import model_config_pb2
 
 from builder.errors import RenderError
-from builder.plan import EnsembleStep, MemberPlan, ModelPlan, TensorSpec, TokenizerInfo, plan_model
+from builder.plan import (
+    EnsembleStep,
+    MemberPlan,
+    ModelPlan,
+    TensorSpec,
+    TokenizerInfo,
+    VllmPlan,
+    plan_model,
+)
 from builder.render import TEMPLATES_DIR, pbtxt_string, render_model, validate_config
 from builder.spec import parse_spec
 
@@ -211,6 +219,8 @@ def test_golden_configs_mean_what_triton_reads() -> None:
 
 # The object each template variable (or macro loop variable) holds.
 TEMPLATE_ROOTS = {"model": MemberPlan, "plan": ModelPlan, "step": EnsembleStep, "t": TensorSpec}
+# Templates whose variables hold other objects than TEMPLATE_ROOTS says.
+ROOT_OVERRIDES: dict[str, dict[str, type]] = {"vllm.pbtxt.j2": {"plan": VllmPlan}}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -267,7 +277,7 @@ def test_templates_use_only_existing_fields() -> None:
     roots = {root for _, root, _ in uses}
     assert roots == set(TEMPLATE_ROOTS), "a template reads attributes of an unknown variable"
     for template, root, chain in uses:
-        cls: type | None = TEMPLATE_ROOTS[root]
+        cls: type | None = ROOT_OVERRIDES.get(template, {}).get(root, TEMPLATE_ROOTS[root])
         for attr in chain:
             assert cls is not None, f"{template}: {root}.{'.'.join(chain)} goes past a value"
             fields = _field_types(cls)
@@ -287,6 +297,7 @@ def test_templates_walk_reaches_nested_objects() -> None:
     [
         ("model.pbtxt.j2", {"model", "spec_file", "source_model"}),
         ("ensemble.pbtxt.j2", {"plan", "spec_file", "source_model"}),
+        ("vllm.pbtxt.j2", {"plan", "spec_file", "source_model"}),
         ("_tensors.j2", set()),
     ],
 )

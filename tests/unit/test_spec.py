@@ -209,8 +209,8 @@ BAD_SPECS = {
     ),
     "bad task": (
         one_model(task="foo"),
-        "models[0].task (model 'a'): "
-        "Input should be 'text-embedding', 'text-classification' or 'text-generation' (got \"foo\")",
+        "models[0].task (model 'a'): Input should be 'text-embedding', "
+        "'text-classification' or 'text-generation' (got \"foo\")",
     ),
     "bad pooling": (
         one_model("pooling: max"),
