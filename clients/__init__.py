@@ -22,6 +22,13 @@ from clients.errors import (
     TransportError,
     UnavailableError,
 )
+from clients.generation import (
+    AsyncGenerationClient,
+    AsyncTextStream,
+    GenerationClient,
+    TextStream,
+)
+from clients.llm_core import Chunk, Generation
 from clients.tasks import (
     AsyncClassificationClient,
     AsyncEmbeddingClient,
@@ -40,13 +47,18 @@ from clients.types import (
 __all__ = [
     "AsyncClassificationClient",
     "AsyncEmbeddingClient",
+    "AsyncGenerationClient",
+    "AsyncTextStream",
     "AsyncTritonClient",
+    "Chunk",
     "Classification",
     "ClassificationClient",
     "ClientError",
     "ConnectError",
     "DeadlineExceeded",
     "EmbeddingClient",
+    "Generation",
+    "GenerationClient",
     "InvalidInputError",
     "ModelConfig",
     "ModelMetadata",
@@ -57,6 +69,7 @@ __all__ = [
     "ServerError",
     "ServerMetadata",
     "TensorSpec",
+    "TextStream",
     "TransportError",
     "TritonClient",
     "UnavailableError",

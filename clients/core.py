@@ -41,6 +41,7 @@ __all__ = [
     "WireTensor",
     "chunks",
     "classifications",
+    "error_for_status",
     "next_delay",
     "parse_model_config",
     "parse_model_metadata",
@@ -267,6 +268,17 @@ _UNAVAILABLE = {"429", "503", "StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXH
 _DEADLINE = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 
 
+def error_for_status(status: str | None, message: str) -> ClientError:
+    """The error for a server's status (HTTP code or gRPC status name) and message."""
+    if status in _NOT_FOUND:
+        return ModelNotFoundError(message, status)
+    if status in _UNAVAILABLE:
+        return UnavailableError(message)
+    if status in _DEADLINE:
+        return DeadlineExceeded(message)
+    return ServerError(message, status)
+
+
 def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = ()) -> ClientError:
     """The one place third-party exceptions become ours (by type and status, not text)."""
     if isinstance(exc, ClientError):
@@ -279,13 +291,7 @@ def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = (
         status = str(status_method()) if status_method() is not None else None
         raw_message = message_method()
         message = str(raw_message) if raw_message else f"server error (status {status})"
-        if status in _NOT_FOUND:
-            return ModelNotFoundError(message, status)
-        if status in _UNAVAILABLE:
-            return UnavailableError(message)
-        if status in _DEADLINE:
-            return DeadlineExceeded(message)
-        return ServerError(message, status)
+        return error_for_status(status, message)
     if isinstance(exc, (OSError, *transport)):
         return ConnectError(f"{type(exc).__name__}: {exc}")
     return ClientError(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,512 @@
+"""Text generation clients for models served by the ``vllm`` backend (sync and asyncio).
+
+``GenerationClient(url, model, protocol)``: over gRPC, requests go through a bidirectional
+stream (decoupled models answer on streams); over HTTP, through Triton's ``generate`` and
+``generate_stream`` (server-sent events) endpoints. ``stream()`` returns a ``TextStream`` of
+text deltas; closing it before the end cancels the request on the server (gRPC) or drops
+the connection (HTTP). An error event that arrives after the HTTP 200 raises ``ServerError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import queue
+import random
+import time
+import uuid
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+from clients.client import Protocol as WireProtocol
+from clients.core import RetryPolicy, error_for_status, next_delay, translate, wire_inputs
+from clients.errors import ClientError, DeadlineExceeded
+from clients.llm_core import (
+    OUTPUTS,
+    Chunk,
+    Generation,
+    chunk_from_arrays,
+    chunk_from_json,
+    combine,
+    generate_body,
+    generation_tensors,
+    sse_data,
+)
+
+__all__ = ["AsyncGenerationClient", "AsyncTextStream", "GenerationClient", "TextStream"]
+
+T = TypeVar("T")
+
+
+def _address(url: str) -> tuple[str, bool]:
+    ssl = url.startswith("https://")
+    for prefix in ("https://", "http://", "grpc://"):
+        url = url.removeprefix(prefix)
+    return url.rstrip("/"), ssl
+
+
+def _http_error(status: int, body: bytes) -> ClientError:
+    try:
+        message = str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
+    return error_for_status(str(status), message)
+
+
+def _path(model: str, stream: bool) -> str:
+    return f"/v2/models/{quote(model, safe='')}/generate" + ("_stream" if stream else "")
+
+
+# --- sync sources: one generation each ------------------------------------------------------
+
+
+class _Source(Protocol):
+    def next_chunk(self) -> Chunk | None: ...
+    def close(self) -> None: ...
+
+
+class _GrpcSource:
+    def __init__(self, address: str, ssl: bool, model: str, tensors: Any, timeout: float):
+        import tritonclient.grpc as grpcclient
+
+        self._timeout = timeout
+        self._done = False
+        self._closed = False
+        self._responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self._client = grpcclient.InferenceServerClient(address, ssl=ssl)
+        try:
+            self._client.start_stream(callback=self._on_response)
+            self._client.async_stream_infer(
+                model,
+                wire_inputs(grpcclient, tensors),
+                request_id=uuid.uuid4().hex,
+                outputs=[grpcclient.InferRequestedOutput(name) for name in OUTPUTS],
+            )
+        except Exception as exc:
+            self.close()
+            raise translate(exc) from exc
+
+    def _on_response(self, result: Any, error: Any) -> None:
+        self._responses.put((result, error))
+
+    def next_chunk(self) -> Chunk | None:
+        if self._done:
+            return None
+        try:
+            result, error = self._responses.get(timeout=self._timeout)
+        except queue.Empty:
+            self.close()
+            raise DeadlineExceeded(f"no response within {self._timeout:g}s") from None
+        if error is not None:
+            self._done = True
+            self.close()
+            raise translate(error) from error
+        final = result.get_response().parameters.get("triton_final_response")
+        chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
+        if final is not None and final.bool_param:
+            self._done = True
+            self.close()
+        return chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # an unfinished generation is cancelled on the server, which aborts it in vLLM
+        self._client.stop_stream(cancel_requests=not self._done)
+        self._client.close()
+
+
+class _HttpSource:
+    def __init__(
+        self, address: str, ssl: bool, model: str, body: bytes, stream: bool, timeout: float
+    ):
+        factory = http.client.HTTPSConnection if ssl else http.client.HTTPConnection
+        self._connection = factory(address, timeout=timeout)
+        self._stream = stream
+        self._pending: Chunk | None = None
+        self._done = False
+        try:
+            self._connection.request(
+                "POST", _path(model, stream), body, {"Content-Type": "application/json"}
+            )
+            self._reply = self._connection.getresponse()
+            if self._reply.status != 200:
+                raise _http_error(self._reply.status, self._reply.read())
+            if not stream:
+                self._pending = chunk_from_json(json.loads(self._reply.read()))
+        except ClientError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise translate(exc) from exc
+
+    def next_chunk(self) -> Chunk | None:
+        if not self._stream:
+            chunk, self._pending = self._pending, None
+            return chunk
+        while not self._done:
+            try:
+                line = self._reply.readline()
+            except Exception as exc:
+                self.close()
+                raise translate(exc) from exc
+            if not line:
+                self._done = True
+                break
+            data = sse_data(line.decode("utf-8"))
+            if data is not None:
+                try:
+                    return chunk_from_json(data)
+                except ClientError:
+                    self.close()
+                    raise
+        self.close()
+        return None
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class TextStream:
+    """The text deltas of one generation. ``close()`` (or leaving ``with``) cancels it."""
+
+    def __init__(self, source: _Source) -> None:
+        self._source = source
+        self.chunks: list[Chunk] = []
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            chunk = self._source.next_chunk()
+            if chunk is None:
+                raise StopIteration
+            self.chunks.append(chunk)
+            if chunk.text:
+                return chunk.text
+
+    @property
+    def generation(self) -> Generation:
+        """What has arrived so far, joined (complete once the iteration has ended)."""
+        return combine(self.chunks)
+
+    def close(self) -> None:
+        self._source.close()
+
+    def __enter__(self) -> TextStream:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class _Settings:
+    def __init__(
+        self, url: str, model: str, protocol: str, timeout: float, retry: RetryPolicy | None
+    ):
+        if protocol not in ("http", "grpc"):
+            raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.address, self.ssl = _address(url)
+        self.model = model
+        self.protocol = protocol
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.rng = random.Random()
+
+
+class GenerationClient:
+    """``GenerationClient("localhost:8001", "llm").generate("Hello", max_tokens=16)``."""
+
+    def __init__(
+        self,
+        url: str = "localhost:8001",
+        model: str = "llm",
+        protocol: WireProtocol = "grpc",
+        *,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._settings = _Settings(url, model, protocol, timeout, retry)
+
+    def _open(
+        self, prompt: str, sampling: dict[str, Any], stream: bool, exclude: bool, timeout: float
+    ) -> _Source:
+        s = self._settings
+        if s.protocol == "grpc":
+            tensors = generation_tensors(prompt, sampling, stream, exclude)
+            return _GrpcSource(s.address, s.ssl, s.model, tensors, timeout)
+        body = generate_body(prompt, sampling, stream, exclude)
+        return _HttpSource(s.address, s.ssl, s.model, body, stream, timeout)
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        exclude_input_in_output: bool = True,
+        timeout: float | None = None,
+        **sampling: Any,
+    ) -> Generation:
+        """The whole completion at once. Sampling parameters are vLLM's SamplingParams."""
+        s = self._settings
+        deadline = time.monotonic() + s.retry.deadline
+        attempt = 0
+        while True:
+            try:
+                source = self._open(
+                    prompt, sampling, False, exclude_input_in_output, timeout or s.timeout
+                )
+                stream = TextStream(source)
+                with stream:
+                    for _ in stream:
+                        pass
+                return stream.generation
+            except ClientError as error:
+                delay = next_delay(s.retry, error, attempt, deadline - time.monotonic(), s.rng)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+            attempt += 1
+
+    def stream(self, prompt: str, *, timeout: float | None = None, **sampling: Any) -> TextStream:
+        """Text deltas as they are generated; they join to ``generate``'s text."""
+        source = self._open(prompt, sampling, True, True, timeout or self._settings.timeout)
+        return TextStream(source)
+
+
+# --- asyncio ------------------------------------------------------------------------------
+
+
+class _AsyncSource(Protocol):
+    async def next_chunk(self) -> Chunk | None: ...
+    async def close(self) -> None: ...
+
+
+async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise DeadlineExceeded(f"no response within {timeout:g}s") from None
+
+
+class _AioGrpcSource:
+    def __init__(self, address: str, ssl: bool, model: str, tensors: Any, timeout: float):
+        import tritonclient.grpc as grpcclient
+        import tritonclient.grpc.aio as aioclient
+
+        self._timeout = timeout
+        self._done = False
+        self._closed = False
+        self._client = aioclient.InferenceServerClient(address, ssl=ssl)
+        request = {
+            "model_name": model,
+            "inputs": wire_inputs(grpcclient, tensors),
+            "outputs": [grpcclient.InferRequestedOutput(name) for name in OUTPUTS],
+            "request_id": uuid.uuid4().hex,
+        }
+
+        async def requests() -> Any:
+            yield request
+
+        self._responses = self._client.stream_infer(requests())
+
+    async def next_chunk(self) -> Chunk | None:
+        if self._done:
+            return None
+        try:
+            result, error = await _within(self._responses.__anext__(), self._timeout)
+        except StopAsyncIteration:
+            self._done = True
+            await self.close()
+            return None
+        except ClientError:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise translate(exc) from exc
+        if error is not None:
+            self._done = True
+            await self.close()
+            raise translate(error) from error
+        final = result.get_response().parameters.get("triton_final_response")
+        chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
+        if final is not None and final.bool_param:
+            self._done = True
+            await self.close()
+        return chunk
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if not self._done:
+            self._responses.cancel()  # cancels the RPC: the server aborts the request
+        await self._client.close()
+
+
+class _AioHttpSource:
+    def __init__(
+        self, address: str, ssl: bool, model: str, body: bytes, stream: bool, timeout: float
+    ):
+        self._url = f"{'https' if ssl else 'http'}://{address}{_path(model, stream)}"
+        self._body = body
+        self._stream = stream
+        self._timeout = timeout
+        self._session: Any = None
+        self._reply: Any = None
+        self._pending: Chunk | None = None
+        self._done = False
+
+    async def open(self) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession()
+        try:
+            self._reply = await _within(
+                self._session.post(
+                    self._url, data=self._body, headers={"Content-Type": "application/json"}
+                ),
+                self._timeout,
+            )
+            if self._reply.status != 200:
+                raise _http_error(self._reply.status, await self._reply.read())
+            if not self._stream:
+                self._pending = chunk_from_json(json.loads(await self._reply.read()))
+        except ClientError:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise translate(exc, (aiohttp.ClientConnectionError,)) from exc
+
+    async def next_chunk(self) -> Chunk | None:
+        if not self._stream:
+            chunk, self._pending = self._pending, None
+            return chunk
+        while not self._done:
+            line = await _within(self._reply.content.readline(), self._timeout)
+            if not line:
+                self._done = True
+                break
+            data = sse_data(line.decode("utf-8"))
+            if data is not None:
+                try:
+                    return chunk_from_json(data)
+                except ClientError:
+                    await self.close()
+                    raise
+        await self.close()
+        return None
+
+    async def close(self) -> None:
+        if self._reply is not None:
+            self._reply.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class AsyncTextStream:
+    """Async iterator of text deltas; ``await close()`` (or ``async with``) cancels."""
+
+    def __init__(self, source: _AsyncSource) -> None:
+        self._source = source
+        self.chunks: list[Chunk] = []
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            chunk = await self._source.next_chunk()
+            if chunk is None:
+                raise StopAsyncIteration
+            self.chunks.append(chunk)
+            if chunk.text:
+                return chunk.text
+
+    @property
+    def generation(self) -> Generation:
+        return combine(self.chunks)
+
+    async def close(self) -> None:
+        await self._source.close()
+
+    async def __aenter__(self) -> AsyncTextStream:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class AsyncGenerationClient:
+    """asyncio twin of GenerationClient."""
+
+    def __init__(
+        self,
+        url: str = "localhost:8001",
+        model: str = "llm",
+        protocol: WireProtocol = "grpc",
+        *,
+        timeout: float = 120.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._settings = _Settings(url, model, protocol, timeout, retry)
+
+    async def _open(
+        self, prompt: str, sampling: dict[str, Any], stream: bool, exclude: bool, timeout: float
+    ) -> _AsyncSource:
+        s = self._settings
+        if s.protocol == "grpc":
+            tensors = generation_tensors(prompt, sampling, stream, exclude)
+            return _AioGrpcSource(s.address, s.ssl, s.model, tensors, timeout)
+        body = generate_body(prompt, sampling, stream, exclude)
+        source = _AioHttpSource(s.address, s.ssl, s.model, body, stream, timeout)
+        await source.open()
+        return source
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        exclude_input_in_output: bool = True,
+        timeout: float | None = None,
+        **sampling: Any,
+    ) -> Generation:
+        s = self._settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.retry.deadline
+        attempt = 0
+        while True:
+            try:
+                source = await self._open(
+                    prompt, sampling, False, exclude_input_in_output, timeout or s.timeout
+                )
+                async with AsyncTextStream(source) as stream:
+                    async for _ in stream:
+                        pass
+                return stream.generation
+            except ClientError as error:
+                delay = next_delay(s.retry, error, attempt, deadline - loop.time(), s.rng)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def stream(
+        self, prompt: str, *, timeout: float | None = None, **sampling: Any
+    ) -> AsyncTextStream:
+        source = await self._open(prompt, sampling, True, True, timeout or self._settings.timeout)
+        return AsyncTextStream(source)
