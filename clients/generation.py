@@ -22,8 +22,16 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from clients.client import Protocol as WireProtocol
-from clients.core import RetryPolicy, error_for_status, next_delay, translate, wire_inputs
-from clients.errors import ClientError, DeadlineExceeded
+from clients.core import (
+    RetryPolicy,
+    error_for_status,
+    next_delay,
+    parse_repository_index,
+    refine_not_found,
+    translate,
+    wire_inputs,
+)
+from clients.errors import ClientError, DeadlineExceeded, ModelNotFoundError
 from clients.llm_core import (
     OUTPUTS,
     Chunk,
@@ -49,11 +57,28 @@ def _address(url: str) -> tuple[str, bool]:
 
 
 def _http_error(status: int, body: bytes) -> ClientError:
+    """An error reply: JSON ``{"error": ...}``, or an SSE ``data:`` event carrying one."""
+    text = body.decode("utf-8", "replace").strip()
+    if text.startswith("data:"):
+        text = text[5:].strip()
     try:
-        message = str(json.loads(body)["error"])
+        message = str(json.loads(text)["error"])
     except (ValueError, KeyError, TypeError):
-        message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
+        message = text or f"HTTP {status}"
     return error_for_status(str(status), message)
+
+
+def _stream_error(error: Any, model: str, index_json: Any) -> ClientError:
+    """gRPC stream errors carry no status: tell a missing or unready model by the index."""
+    translated = translate(error)
+    if getattr(error, "status", lambda: None)() is not None or index_json is None:
+        return translated
+    index = parse_repository_index(index_json)
+    if not any(entry.name == model for entry in index):
+        return ModelNotFoundError(translated.args[0] if translated.args else str(error))
+    missing = ModelNotFoundError(str(error))
+    refined = refine_not_found(missing, model, index)
+    return translated if refined is missing else refined
 
 
 def _path(model: str, stream: bool) -> str:
@@ -73,6 +98,8 @@ class _GrpcSource:
         import tritonclient.grpc as grpcclient
 
         self._timeout = timeout
+        self._model = model
+        self._started = False
         self._done = False
         self._closed = False
         self._responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
@@ -102,8 +129,15 @@ class _GrpcSource:
             raise DeadlineExceeded(f"no response within {self._timeout:g}s") from None
         if error is not None:
             self._done = True
+            index = None
+            if not self._started:
+                try:
+                    index = self._client.get_model_repository_index(as_json=True)
+                except Exception:  # only a refinement of the error
+                    index = None
             self.close()
-            raise translate(error) from error
+            raise _stream_error(error, self._model, index) from error
+        self._started = True
         final = result.get_response().parameters.get("triton_final_response")
         chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
         if final is not None and final.bool_param:
@@ -304,6 +338,8 @@ class _AioGrpcSource:
         import tritonclient.grpc.aio as aioclient
 
         self._timeout = timeout
+        self._model = model
+        self._started = False
         self._done = False
         self._closed = False
         self._client = aioclient.InferenceServerClient(address, ssl=ssl)
@@ -336,8 +372,15 @@ class _AioGrpcSource:
             raise translate(exc) from exc
         if error is not None:
             self._done = True
+            index = None
+            if not self._started:
+                try:
+                    index = await self._client.get_model_repository_index(as_json=True)
+                except Exception:  # only a refinement of the error
+                    index = None
             await self.close()
-            raise translate(error) from error
+            raise _stream_error(error, self._model, index) from error
+        self._started = True
         final = result.get_response().parameters.get("triton_final_response")
         chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
         if final is not None and final.bool_param:
