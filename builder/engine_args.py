@@ -49,7 +49,6 @@ DOCUMENTED = frozenset(
         "max_lora_rank",
         "enable_chunked_prefill",
         "cpu_offload_gb",
-        "swap_space",
         "hf_overrides",
         "compilation_config",
         "limit_mm_per_prompt",

@@ -129,6 +129,10 @@ class TritonPythonModel:
         self.engine.shutdown()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        # drop both while the stub still runs: a MetricFamily freed at interpreter exit
+        # touches shared memory that is gone (segfault), and AsyncLLM.__del__ then fails
+        self.metrics = None
+        self.engine = None
 
 
 def _response(arrays):
