@@ -103,7 +103,7 @@ class _GrpcSource:
         self._done = False
         self._closed = False
         self._responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-        self._client = grpcclient.InferenceServerClient(address, ssl=ssl)
+        self._client: Any = grpcclient.InferenceServerClient(address, ssl=ssl)
         try:
             self._client.start_stream(callback=self._on_response)
             self._client.async_stream_infer(
@@ -152,6 +152,8 @@ class _GrpcSource:
         # an unfinished generation is cancelled on the server, which aborts it in vLLM
         self._client.stop_stream(cancel_requests=not self._done)
         self._client.close()
+        # let tritonclient's __del__ run now, not at interpreter exit when grpc is torn down
+        self._client = None
 
 
 class _HttpSource:
