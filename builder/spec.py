@@ -249,7 +249,7 @@ class Spec(_Frozen):
         return (self.base_dir / self.repository).resolve()
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
 
 
