@@ -8,10 +8,8 @@ attempt); the client's default applies otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -20,7 +18,6 @@ import numpy.typing as npt
 
 from clients.core import (
     RetryPolicy,
-    next_delay,
     parse_model_config,
     parse_model_metadata,
     parse_repository_index,
@@ -30,6 +27,7 @@ from clients.core import (
     translate,
 )
 from clients.errors import ClientError, ModelNotFoundError
+from clients.retry import call_async, call_sync
 from clients.transports import (
     AsyncGrpcTransport,
     AsyncHttpTransport,
@@ -89,23 +87,15 @@ class TritonClient(_Base):
     def _call(
         self, op: Callable[[float], T], timeout: float | None, model: str = "", version: str = ""
     ) -> T:
-        per_call = timeout or self.timeout
-        deadline = time.monotonic() + self.retry.deadline
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                return op(max(0.001, min(per_call, remaining)))
-            except Exception as exc:  # translated right here, in one place
-                cause: BaseException = exc
-                error = translate(exc, self._transport.transport_errors)
-            delay = next_delay(self.retry, error, attempt, deadline - time.monotonic(), self._rng)
-            if delay is None:
-                if model and isinstance(error, ModelNotFoundError):
-                    error = self._refine(error, model, version)
-                raise error from cause
-            time.sleep(delay)
-            attempt += 1
+        errors = self._transport.transport_errors
+        try:
+            return call_sync(
+                op, self.retry, self._rng, timeout or self.timeout, lambda e: translate(e, errors)
+            )
+        except ModelNotFoundError as error:
+            if not model:
+                raise
+            raise self._refine(error, model, version) from error.__cause__
 
     def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:
@@ -230,24 +220,15 @@ class AsyncTritonClient(_Base):
         model: str = "",
         version: str = "",
     ) -> T:
-        per_call = timeout or self.timeout
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry.deadline
-        attempt = 0
-        while True:
-            remaining = deadline - loop.time()
-            try:
-                return await op(max(0.001, min(per_call, remaining)))
-            except Exception as exc:  # translated right here, in one place
-                cause: BaseException = exc
-                error = translate(exc, self._transport.transport_errors)
-            delay = next_delay(self.retry, error, attempt, deadline - loop.time(), self._rng)
-            if delay is None:
-                if model and isinstance(error, ModelNotFoundError):
-                    error = await self._refine(error, model, version)
-                raise error from cause
-            await asyncio.sleep(delay)
-            attempt += 1
+        errors = self._transport.transport_errors
+        try:
+            return await call_async(
+                op, self.retry, self._rng, timeout or self.timeout, lambda e: translate(e, errors)
+            )
+        except ModelNotFoundError as error:
+            if not model:
+                raise
+            raise await self._refine(error, model, version) from error.__cause__
 
     async def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:

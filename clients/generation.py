@@ -14,7 +14,6 @@ import http.client
 import json
 import queue
 import random
-import time
 import uuid
 from collections.abc import Awaitable
 from types import TracebackType
@@ -25,7 +24,6 @@ from clients.client import Protocol as WireProtocol
 from clients.core import (
     RetryPolicy,
     error_for_status,
-    next_delay,
     parse_repository_index,
     refine_not_found,
     translate,
@@ -43,6 +41,7 @@ from clients.llm_core import (
     generation_tensors,
     sse_data,
 )
+from clients.retry import call_async, call_sync
 
 __all__ = ["AsyncGenerationClient", "AsyncTextStream", "GenerationClient", "TextStream"]
 
@@ -294,24 +293,16 @@ class GenerationClient:
     ) -> Generation:
         """The whole completion at once. Sampling parameters are vLLM's SamplingParams."""
         s = self._settings
-        deadline = time.monotonic() + s.retry.deadline
-        attempt = 0
-        while True:
-            try:
-                source = self._open(
-                    prompt, sampling, False, exclude_input_in_output, timeout or s.timeout
-                )
-                stream = TextStream(source)
-                with stream:
-                    for _ in stream:
-                        pass
-                return stream.generation
-            except ClientError as error:
-                delay = next_delay(s.retry, error, attempt, deadline - time.monotonic(), s.rng)
-                if delay is None:
-                    raise
-            time.sleep(delay)
-            attempt += 1
+
+        def once(seconds: float) -> Generation:
+            with TextStream(
+                self._open(prompt, sampling, False, exclude_input_in_output, seconds)
+            ) as stream:
+                for _ in stream:
+                    pass
+            return stream.generation
+
+        return call_sync(once, s.retry, s.rng, timeout or s.timeout, translate)
 
     def stream(self, prompt: str, *, timeout: float | None = None, **sampling: Any) -> TextStream:
         """Text deltas as they are generated; they join to ``generate``'s text."""
@@ -531,24 +522,15 @@ class AsyncGenerationClient:
         **sampling: Any,
     ) -> Generation:
         s = self._settings
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + s.retry.deadline
-        attempt = 0
-        while True:
-            try:
-                source = await self._open(
-                    prompt, sampling, False, exclude_input_in_output, timeout or s.timeout
-                )
-                async with AsyncTextStream(source) as stream:
-                    async for _ in stream:
-                        pass
-                return stream.generation
-            except ClientError as error:
-                delay = next_delay(s.retry, error, attempt, deadline - loop.time(), s.rng)
-                if delay is None:
-                    raise
-            await asyncio.sleep(delay)
-            attempt += 1
+
+        async def once(seconds: float) -> Generation:
+            source = await self._open(prompt, sampling, False, exclude_input_in_output, seconds)
+            async with AsyncTextStream(source) as stream:
+                async for _ in stream:
+                    pass
+            return stream.generation
+
+        return await call_async(once, s.retry, s.rng, timeout or s.timeout, translate)
 
     async def stream(
         self, prompt: str, *, timeout: float | None = None, **sampling: Any
