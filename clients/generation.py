@@ -10,6 +10,7 @@ the connection (HTTP). An error event that arrives after the HTTP 200 raises ``S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import queue
@@ -387,7 +388,20 @@ class _AioGrpcSource:
         self._closed = True
         if not self._done:
             self._responses.cancel()  # cancels the RPC: the server aborts the request
+        else:
+            await self._drain()
         await self._client.close()
+
+    async def _drain(self) -> None:
+        """Read the stream to its end (the server's status) before closing the channel.
+
+        Closing right after the final response reaches tritonserver 2.51 as a cancellation of
+        a finished stream, which it never completes: the model then counts an inference in
+        flight forever and cannot be unloaded.
+        """
+        with contextlib.suppress(Exception):
+            while True:
+                await _within(self._responses.__anext__(), self._timeout)
 
 
 class _AioHttpSource:
