@@ -103,7 +103,10 @@ class _GrpcSource:
         self._done = False
         self._closed = False
         self._responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
-        self._client: Any = grpcclient.InferenceServerClient(address, ssl=ssl)
+        # a connection of its own, so that cancelling this stream touches no other
+        self._client: Any = grpcclient.InferenceServerClient(
+            address, ssl=ssl, channel_args=[("grpc.use_local_subchannel_pool", 1)]
+        )
         try:
             self._client.start_stream(callback=self._on_response)
             self._client.async_stream_infer(

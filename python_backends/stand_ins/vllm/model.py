@@ -108,7 +108,7 @@ class TritonPythonModel:
         progress = llm_ops.Progress()
         last = None
         async for output in self.engine.generate(parsed.prompt, sampling, request_id):
-            if sender.is_cancelled():
+            if sender.is_cancelled() or request.is_cancelled():
                 await self.engine.abort(request_id)
                 self.logger.log_info(f"vllm stand-in: aborted request {request_id} (cancelled)")
                 if self.metrics:
