@@ -339,7 +339,9 @@ class _AioGrpcSource:
         self._started = False
         self._done = False
         self._closed = False
-        self._client = aioclient.InferenceServerClient(address, ssl=ssl)
+        self._client = aioclient.InferenceServerClient(
+            address, ssl=ssl, channel_args=[("grpc.use_local_subchannel_pool", 1)]
+        )
         request = {
             "model_name": model,
             "inputs": wire_inputs(grpcclient, tensors),
