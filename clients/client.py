@@ -1,9 +1,12 @@
 """Generic Triton clients: ``TritonClient`` (sync) and ``AsyncTritonClient`` (asyncio).
 
 Both speak HTTP or gRPC (``protocol=``), check inputs against the model's metadata before
-sending, translate errors into ``clients.errors``, and retry transport errors with exponential
-backoff and jitter inside a total deadline. Every call takes a ``timeout`` (seconds, per
-attempt); the client's default applies otherwise.
+sending, translate errors into ``clients.errors`` (naming the operation, model and URL), and
+retry as ``RetryPolicy`` says. Every call takes a ``timeout`` in seconds (the client's default
+otherwise); the policy's deadline never cuts an explicit timeout short.
+
+A client may be shared by any number of threads (sync) or tasks (asyncio; one event loop per
+client). ``close()`` releases every connection; a call after it raises ``ClientClosedError``.
 """
 
 from __future__ import annotations
@@ -12,21 +15,31 @@ import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy.typing as npt
 
 from clients.core import (
     RetryPolicy,
+    check_timeout,
     parse_model_config,
     parse_model_metadata,
     parse_repository_index,
     parse_server_metadata,
     prepare_inputs,
     refine_not_found,
+    requested_outputs,
     translate,
 )
-from clients.errors import ClientError, ModelNotFoundError
+from clients.endpoints import Protocol, check_protocol, parse_endpoint
+from clients.errors import (
+    ClientError,
+    ConfigurationError,
+    DeadlineExceeded,
+    ModelNotFoundError,
+    ServerError,
+    TransportError,
+)
 from clients.retry import call_async, call_sync
 from clients.transports import (
     AsyncGrpcTransport,
@@ -39,26 +52,50 @@ from clients.types import ModelConfig, ModelMetadata, RepositoryModel, ServerMet
 __all__ = ["AsyncTritonClient", "Protocol", "TritonClient"]
 
 T = TypeVar("T")
-Protocol = Literal["http", "grpc"]
 Arrays = dict[str, npt.NDArray[Any]]
 ModelInfo = tuple[ModelMetadata, ModelConfig]
 
 
-def _check_protocol(protocol: str) -> None:
-    if protocol not in ("http", "grpc"):
-        raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
+def with_context(error: ClientError, what: str, url: str, timeout: float) -> ClientError:
+    """A transport error whose message says which call, to which server, failed."""
+    if isinstance(error, DeadlineExceeded):
+        return DeadlineExceeded(f"{what} at {url}: no answer within {timeout:g} s ({error})")
+    if isinstance(error, TransportError):
+        return type(error)(f"{what} at {url}: {error}")
+    return error
+
+
+def not_in_index(model: str, names: Sequence[str]) -> ModelNotFoundError:
+    listed = ", ".join(repr(name) for name in sorted(names)) or "none"
+    return ModelNotFoundError(
+        f"no model {model!r} in the server's repository (its models: {listed})", "404"
+    )
 
 
 class _Base:
-    def __init__(self, protocol: str, timeout: float, retry: RetryPolicy, seed: int | None):
-        _check_protocol(protocol)
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        self.protocol = protocol
-        self.timeout = timeout
-        self.retry = retry
+    def __init__(
+        self, url: str, protocol: str, timeout: float, retry: RetryPolicy | None, seed: int | None
+    ):
+        self.protocol: Protocol = check_protocol(protocol)
+        self.endpoint = parse_endpoint(url, self.protocol)
+        self.timeout = check_timeout(timeout, "timeout")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry: expected a RetryPolicy, got {retry!r}")
+        self.retry = retry or RetryPolicy()
         self._rng = random.Random(seed)
         self._models: dict[tuple[str, str], ModelInfo] = {}
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    def _seconds(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else check_timeout(timeout, "timeout")
+
+    def _translator(
+        self, what: str, seconds: float, errors: tuple[type[BaseException], ...] = ()
+    ) -> Callable[[Exception], ClientError]:
+        return lambda exc: with_context(translate(exc, errors), what, self.url, seconds)
 
     def _forget(self, model: str) -> None:
         for key in [k for k in self._models if k[0] == model]:
@@ -77,25 +114,35 @@ class TritonClient(_Base):
         retry: RetryPolicy | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(protocol, timeout, retry or RetryPolicy(), seed)
+        super().__init__(url, protocol, timeout, retry, seed)
         self._transport: HttpTransport | GrpcTransport = (
-            HttpTransport(url) if protocol == "http" else GrpcTransport(url)
+            HttpTransport(self.endpoint) if protocol == "http" else GrpcTransport(self.endpoint)
         )
         self._lock = threading.Lock()
 
     # -- the one loop that calls the transport --------------------------------------------
     def _call(
-        self, op: Callable[[float], T], timeout: float | None, model: str = "", version: str = ""
+        self,
+        op: Callable[[float], T],
+        timeout: float | None,
+        what: str,
+        model: str = "",
+        version: str = "",
     ) -> T:
-        errors = self._transport.transport_errors
+        seconds = self._seconds(timeout)
         try:
-            return call_sync(
-                op, self.retry, self._rng, timeout or self.timeout, lambda e: translate(e, errors)
-            )
+            return call_sync(op, self.retry, self._rng, seconds, self._translator(what, seconds))
         except ModelNotFoundError as error:
             if not model:
                 raise
             raise self._refine(error, model, version) from error.__cause__
+
+    def _index_names(self) -> list[str] | None:
+        try:
+            index = parse_repository_index(self._transport.repository_index(self.timeout))
+        except Exception:  # only a refinement of another error
+            return None
+        return [entry.name for entry in index]
 
     def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:
@@ -106,24 +153,33 @@ class TritonClient(_Base):
 
     # -- health and metadata ---------------------------------------------------------------
     def is_live(self, *, timeout: float | None = None) -> bool:
-        return self._call(self._transport.live, timeout)
+        return self._call(self._transport.live, timeout, "is_live")
 
     def is_ready(self, *, timeout: float | None = None) -> bool:
-        return self._call(self._transport.ready, timeout)
+        return self._call(self._transport.ready, timeout, "is_ready")
 
     def is_model_ready(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> bool:
-        return self._call(lambda t: self._transport.model_ready(model, version, t), timeout)
+        return self._call(
+            lambda t: self._transport.model_ready(model, version, t),
+            timeout,
+            f"is_model_ready({model!r})",
+        )
 
     def server_metadata(self, *, timeout: float | None = None) -> ServerMetadata:
-        return parse_server_metadata(self._call(self._transport.server_metadata, timeout))
+        data = self._call(self._transport.server_metadata, timeout, "server_metadata")
+        return parse_server_metadata(data)
 
     def model_metadata(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelMetadata:
         data = self._call(
-            lambda t: self._transport.model_metadata(model, version, t), timeout, model, version
+            lambda t: self._transport.model_metadata(model, version, t),
+            timeout,
+            f"model_metadata({model!r})",
+            model,
+            version,
         )
         return parse_model_metadata(data)
 
@@ -131,21 +187,41 @@ class TritonClient(_Base):
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelConfig:
         data = self._call(
-            lambda t: self._transport.model_config(model, version, t), timeout, model, version
+            lambda t: self._transport.model_config(model, version, t),
+            timeout,
+            f"model_config({model!r})",
+            model,
+            version,
         )
         return parse_model_config(data)
 
     def repository_index(self, *, timeout: float | None = None) -> list[RepositoryModel]:
-        return parse_repository_index(self._call(self._transport.repository_index, timeout))
+        data = self._call(self._transport.repository_index, timeout, "repository_index")
+        return parse_repository_index(data)
 
     def load_model(self, model: str, *, timeout: float | None = None) -> None:
-        """Load or reload ``model`` (the server must run with explicit model control)."""
-        self._call(lambda t: self._transport.load(model, t), timeout)
-        with self._lock:
-            self._forget(model)
+        """Load or reload ``model`` (the server must run with explicit model control).
+
+        A model the repository does not have raises ModelNotFoundError.
+        """
+        try:
+            self._call(lambda t: self._transport.load(model, t), timeout, f"load_model({model!r})")
+        except ServerError as error:
+            names = self._index_names()
+            if names is not None and model not in names:
+                raise not_in_index(model, names) from error
+            raise
+        finally:
+            with self._lock:
+                self._forget(model)
 
     def unload_model(self, model: str, *, timeout: float | None = None) -> None:
-        self._call(lambda t: self._transport.unload(model, t), timeout)
+        """Unload ``model``; one the repository does not have raises ModelNotFoundError
+        (Triton itself answers success)."""
+        names = [m.name for m in self.repository_index(timeout=timeout)]
+        if model not in names:
+            raise not_in_index(model, names)
+        self._call(lambda t: self._transport.unload(model, t), timeout, f"unload_model({model!r})")
         with self._lock:
             self._forget(model)
 
@@ -171,20 +247,23 @@ class TritonClient(_Base):
     ) -> Arrays:
         """Run ``model`` on ``{input name: array}``; returns ``{output name: array}``.
 
-        Inputs are checked against the model's metadata first (names, dtypes, shapes, batch
-        dimension); a mismatch raises InvalidInputError and nothing is sent.
+        Inputs (names, dtypes, shapes, batch dimension) and output names are checked against
+        the model's metadata first; a mismatch raises InvalidInputError and nothing is sent.
+        A timed-out request is not sent again (unless ``RetryPolicy(retry_timeouts=True)``).
         """
         metadata, config = self.model_info(model, version)
         tensors = prepare_inputs(metadata, config, inputs)
-        names = list(outputs) if outputs is not None else [o.name for o in metadata.outputs]
+        names = requested_outputs(metadata, outputs)
         return self._call(
             lambda t: self._transport.infer(model, version, tensors, names, t),
             timeout,
+            f"infer on model {model!r}",
             model,
             version,
         )
 
     def close(self) -> None:
+        """Close every connection; later calls raise ClientClosedError. Idempotent."""
         self._transport.close()
 
     def __enter__(self) -> TritonClient:
@@ -197,7 +276,11 @@ class TritonClient(_Base):
 
 
 class AsyncTritonClient(_Base):
-    """asyncio client with the same methods as TritonClient, as coroutines."""
+    """asyncio client with the same methods as TritonClient, as coroutines.
+
+    It belongs to the event loop of its first call (its connections do); using it from
+    another loop raises ClientError: make one client per loop (per ``asyncio.run``).
+    """
 
     def __init__(
         self,
@@ -208,27 +291,36 @@ class AsyncTritonClient(_Base):
         retry: RetryPolicy | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(protocol, timeout, retry or RetryPolicy(), seed)
+        super().__init__(url, protocol, timeout, retry, seed)
         self._transport: AsyncHttpTransport | AsyncGrpcTransport = (
-            AsyncHttpTransport(url) if protocol == "http" else AsyncGrpcTransport(url)
+            AsyncHttpTransport(self.endpoint)
+            if protocol == "http"
+            else AsyncGrpcTransport(self.endpoint)
         )
 
     async def _call(
         self,
         op: Callable[[float], Awaitable[T]],
         timeout: float | None,
+        what: str,
         model: str = "",
         version: str = "",
     ) -> T:
-        errors = self._transport.transport_errors
+        seconds = self._seconds(timeout)
+        translator = self._translator(what, seconds)
         try:
-            return await call_async(
-                op, self.retry, self._rng, timeout or self.timeout, lambda e: translate(e, errors)
-            )
+            return await call_async(op, self.retry, self._rng, seconds, translator)
         except ModelNotFoundError as error:
             if not model:
                 raise
             raise await self._refine(error, model, version) from error.__cause__
+
+    async def _index_names(self) -> list[str] | None:
+        try:
+            index = parse_repository_index(await self._transport.repository_index(self.timeout))
+        except Exception:  # only a refinement of another error
+            return None
+        return [entry.name for entry in index]
 
     async def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
         try:
@@ -238,24 +330,33 @@ class AsyncTritonClient(_Base):
         return refine_not_found(error, model, index, version)
 
     async def is_live(self, *, timeout: float | None = None) -> bool:
-        return await self._call(self._transport.live, timeout)
+        return await self._call(self._transport.live, timeout, "is_live")
 
     async def is_ready(self, *, timeout: float | None = None) -> bool:
-        return await self._call(self._transport.ready, timeout)
+        return await self._call(self._transport.ready, timeout, "is_ready")
 
     async def is_model_ready(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> bool:
-        return await self._call(lambda t: self._transport.model_ready(model, version, t), timeout)
+        return await self._call(
+            lambda t: self._transport.model_ready(model, version, t),
+            timeout,
+            f"is_model_ready({model!r})",
+        )
 
     async def server_metadata(self, *, timeout: float | None = None) -> ServerMetadata:
-        return parse_server_metadata(await self._call(self._transport.server_metadata, timeout))
+        data = await self._call(self._transport.server_metadata, timeout, "server_metadata")
+        return parse_server_metadata(data)
 
     async def model_metadata(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelMetadata:
         data = await self._call(
-            lambda t: self._transport.model_metadata(model, version, t), timeout, model, version
+            lambda t: self._transport.model_metadata(model, version, t),
+            timeout,
+            f"model_metadata({model!r})",
+            model,
+            version,
         )
         return parse_model_metadata(data)
 
@@ -263,19 +364,38 @@ class AsyncTritonClient(_Base):
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> ModelConfig:
         data = await self._call(
-            lambda t: self._transport.model_config(model, version, t), timeout, model, version
+            lambda t: self._transport.model_config(model, version, t),
+            timeout,
+            f"model_config({model!r})",
+            model,
+            version,
         )
         return parse_model_config(data)
 
     async def repository_index(self, *, timeout: float | None = None) -> list[RepositoryModel]:
-        return parse_repository_index(await self._call(self._transport.repository_index, timeout))
+        data = await self._call(self._transport.repository_index, timeout, "repository_index")
+        return parse_repository_index(data)
 
     async def load_model(self, model: str, *, timeout: float | None = None) -> None:
-        await self._call(lambda t: self._transport.load(model, t), timeout)
-        self._forget(model)
+        try:
+            await self._call(
+                lambda t: self._transport.load(model, t), timeout, f"load_model({model!r})"
+            )
+        except ServerError as error:
+            names = await self._index_names()
+            if names is not None and model not in names:
+                raise not_in_index(model, names) from error
+            raise
+        finally:
+            self._forget(model)
 
     async def unload_model(self, model: str, *, timeout: float | None = None) -> None:
-        await self._call(lambda t: self._transport.unload(model, t), timeout)
+        names = [m.name for m in await self.repository_index(timeout=timeout)]
+        if model not in names:
+            raise not_in_index(model, names)
+        await self._call(
+            lambda t: self._transport.unload(model, t), timeout, f"unload_model({model!r})"
+        )
         self._forget(model)
 
     async def model_info(self, model: str, version: str = "") -> ModelInfo:
@@ -299,15 +419,17 @@ class AsyncTritonClient(_Base):
     ) -> Arrays:
         metadata, config = await self.model_info(model, version)
         tensors = prepare_inputs(metadata, config, inputs)
-        names = list(outputs) if outputs is not None else [o.name for o in metadata.outputs]
+        names = requested_outputs(metadata, outputs)
         return await self._call(
             lambda t: self._transport.infer(model, version, tensors, names, t),
             timeout,
+            f"infer on model {model!r}",
             model,
             version,
         )
 
     async def close(self) -> None:
+        """Close the connections; later calls raise ClientClosedError. Idempotent."""
         await self._transport.close()
 
     async def __aenter__(self) -> AsyncTritonClient:

@@ -7,6 +7,7 @@ transport method that yields response dicts; parsing, checks and errors stay her
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,13 +18,13 @@ import numpy.typing as npt
 
 from clients.errors import (
     ClientError,
+    ConfigurationError,
     ConnectError,
     DeadlineExceeded,
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
     ServerError,
-    TransportError,
     UnavailableError,
 )
 from clients.types import (
@@ -36,11 +37,16 @@ from clients.types import (
 )
 
 __all__ = [
+    "MIN_ATTEMPT_SECONDS",
+    "NO_RETRY",
     "NUMPY_DTYPES",
     "RetryPolicy",
     "WireTensor",
+    "call_limit",
+    "check_timeout",
     "chunks",
     "classifications",
+    "counts_as_attempt",
     "error_for_status",
     "next_delay",
     "parse_model_config",
@@ -49,6 +55,7 @@ __all__ = [
     "parse_server_metadata",
     "prepare_inputs",
     "refine_not_found",
+    "requested_outputs",
     "text_array",
     "translate",
     "wire_inputs",
@@ -163,7 +170,7 @@ def _as_bytes_array(model: str, name: str, array: npt.NDArray[Any]) -> npt.NDArr
     out = np.empty(array.shape, dtype=np.object_)
     for index, item in np.ndenumerate(array):
         if isinstance(item, str):
-            out[index] = item.encode("utf-8")
+            out[index] = _utf8(item, f"model {model!r} input {name!r} element {list(index)}")
         elif isinstance(item, bytes):
             out[index] = item
         else:
@@ -174,18 +181,37 @@ def _as_bytes_array(model: str, name: str, array: npt.NDArray[Any]) -> npt.NDArr
     return out
 
 
+def _utf8(text: str, where: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{where}: not encodable as UTF-8 ({exc.reason} at character {exc.start}: "
+            f"{text[exc.start : exc.end]!r})"
+        ) from None
+
+
 def _check_shape(model: str, spec: TensorSpec, shape: tuple[int, ...], max_batch_size: int) -> None:
     expected = list(spec.shape)
     if max_batch_size > 0 and len(shape) == len(expected) - 1:
+        if expected[1:] == [1] and len(shape) == 1:
+            hint = f"a batch of {shape[0]} is shape [{shape[0]}, 1]: np.reshape(x, (-1, 1))"
+        else:
+            hint = f"one row is shape {[1, *shape]}: x[np.newaxis]"
         raise InvalidInputError(
             f"model {model!r} input {spec.name!r}: missing the batch dimension: expected shape "
-            f"{expected} (batch first), got {list(shape)}"
+            f"{expected} (batch first), got {list(shape)}; {hint}"
         )
     if len(shape) != len(expected) or any(
         want not in (-1, have) for want, have in zip(expected, shape, strict=True)
     ):
         raise InvalidInputError(
             f"model {model!r} input {spec.name!r}: expected shape {expected}, got {list(shape)}"
+        )
+    if max_batch_size > 0 and shape[0] == 0:
+        raise InvalidInputError(
+            f"model {model!r} input {spec.name!r}: an empty batch (shape {list(shape)}); "
+            "send at least one row"
         )
     if max_batch_size > 0 and shape[0] > max_batch_size:
         raise InvalidInputError(
@@ -251,6 +277,23 @@ def prepare_inputs(
     return tensors
 
 
+def requested_outputs(metadata: ModelMetadata, outputs: Sequence[str] | None) -> list[str]:
+    """The output names to ask for: all of the model's, or the given ones checked."""
+    known = [spec.name for spec in metadata.outputs]
+    if outputs is None:
+        return known
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    names = list(outputs)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"model {metadata.name!r}: unknown output(s) {', '.join(map(repr, unknown))}; "
+            f"its outputs are {', '.join(map(repr, known))}"
+        )
+    return names
+
+
 def wire_inputs(module: Any, tensors: Sequence[WireTensor]) -> list[Any]:
     """``InferInput`` objects of ``module`` (tritonclient.http or tritonclient.grpc)."""
     wired = []
@@ -264,7 +307,9 @@ def wire_inputs(module: Any, tensors: Sequence[WireTensor]) -> list[Any]:
 # --- errors ---------------------------------------------------------------------------------
 
 _NOT_FOUND = {"404", "StatusCode.NOT_FOUND"}
-_UNAVAILABLE = {"429", "503", "StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED"}
+_UNAVAILABLE = {"429", "503", "StatusCode.RESOURCE_EXHAUSTED"}
+# gRPC says UNAVAILABLE when the channel cannot reach the server (refused, reset, restarting)
+_UNREACHABLE = {"StatusCode.UNAVAILABLE"}
 _DEADLINE = {"504", "StatusCode.DEADLINE_EXCEEDED"}
 
 
@@ -272,6 +317,8 @@ def error_for_status(status: str | None, message: str) -> ClientError:
     """The error for a server's status (HTTP code or gRPC status name) and message."""
     if status in _NOT_FOUND:
         return ModelNotFoundError(message, status)
+    if status in _UNREACHABLE:
+        return ConnectError(message)
     if status in _UNAVAILABLE:
         return UnavailableError(message)
     if status in _DEADLINE:
@@ -324,52 +371,141 @@ def refine_not_found(
 # --- retries --------------------------------------------------------------------------------
 
 
+def _finite(name: str, value: object, low: float, high: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"RetryPolicy.{name}: expected a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        shown = f"[{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+        raise ConfigurationError(f"RetryPolicy.{name}: must be finite and {shown}, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter for transport errors, bounded by a total deadline."""
+    """Which failures a call retries, how long it waits between tries, and for how long.
+
+    - ``ConnectError`` (the server could not be reached: refused, reset, gRPC UNAVAILABLE)
+      is retried until ``deadline`` seconds after the call started; ``attempts`` does not
+      end a server restart early.
+    - ``UnavailableError`` (HTTP 503/429, gRPC RESOURCE_EXHAUSTED: the server declined the
+      request) is retried too, but at most ``attempts`` tries in all.
+    - ``DeadlineExceeded`` (the call's ``timeout`` ran out; the server may have run the
+      request) is not retried unless ``retry_timeouts``; then it counts like the above.
+    - An explicit ``timeout`` longer than ``deadline`` is honoured: the first try always gets
+      its whole timeout, and retries may go on until ``max(deadline, timeout)``.
+
+    Waits grow from ``initial_backoff`` by ``multiplier`` up to ``max_backoff``, each scaled
+    by a random factor in ``[1 - jitter, 1]``. ``RetryPolicy(deadline=0)`` never retries.
+    """
 
     attempts: int = 5
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0
-    jitter: float = 0.5  # each delay is scaled by a random factor in [1 - jitter, 1]
-    deadline: float = 30.0  # seconds for one call, all attempts included
+    jitter: float = 0.5
+    deadline: float = 30.0  # seconds for one call, all tries and waits included
+    retry_timeouts: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise ConfigurationError(
+                f"RetryPolicy.attempts: expected an int >= 1, got {self.attempts!r}"
+            )
+        if self.attempts < 1:
+            raise ConfigurationError(f"RetryPolicy.attempts: must be >= 1, got {self.attempts}")
+        _finite("initial_backoff", self.initial_backoff, 0.0)
+        _finite("max_backoff", self.max_backoff, 0.0)
+        _finite("multiplier", self.multiplier, 1.0)
+        _finite("jitter", self.jitter, 0.0, 1.0)
+        _finite("deadline", self.deadline, 0.0)
+        if self.initial_backoff > self.max_backoff:
+            raise ConfigurationError(
+                f"RetryPolicy.initial_backoff ({self.initial_backoff:g}) is above "
+                f"max_backoff ({self.max_backoff:g})"
+            )
+        if not isinstance(self.retry_timeouts, bool):
+            raise ConfigurationError(
+                f"RetryPolicy.retry_timeouts: expected a bool, got {self.retry_timeouts!r}"
+            )
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
-        base = min(self.max_backoff, self.initial_backoff * self.multiplier**attempt)
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** min(attempt, 64))
         return base * (1.0 - self.jitter * rng.random())
 
 
-NO_RETRY = RetryPolicy(attempts=1)
+NO_RETRY = RetryPolicy(attempts=1, deadline=0.0)
+MIN_ATTEMPT_SECONDS = 0.05  # a retry is not started with less time than this left
+
+
+def counts_as_attempt(policy: RetryPolicy, error: ClientError) -> bool | None:
+    """Whether a retry of ``error`` is bounded by ``attempts`` (True), only by the deadline
+    (False), or not allowed at all (None)."""
+    if isinstance(error, ConnectError):
+        return False
+    if isinstance(error, UnavailableError):
+        return True
+    if isinstance(error, DeadlineExceeded) and policy.retry_timeouts:
+        return True
+    return None
 
 
 def next_delay(
     policy: RetryPolicy,
     error: ClientError,
-    attempt: int,
+    tries: int,
+    counted: int,
     remaining: float,
     rng: random.Random,
 ) -> float | None:
-    """Seconds to wait before attempt ``attempt + 1``, or None to raise ``error`` now."""
-    if not isinstance(error, TransportError) or attempt + 1 >= policy.attempts:
+    """Seconds to wait before trying again, or None to raise ``error`` now.
+
+    ``tries``: tries made so far (sets the backoff); ``counted``: how many of them count
+    against ``policy.attempts`` (this one included); ``remaining``: seconds left in the call.
+    """
+    counts = counts_as_attempt(policy, error)
+    if policy.deadline <= 0 or counts is None or (counts and counted >= policy.attempts):
         return None
-    delay = policy.backoff(attempt, rng)
-    return delay if delay < remaining else None
+    delay = policy.backoff(tries - 1, rng)
+    return delay if delay + MIN_ATTEMPT_SECONDS <= remaining else None
+
+
+def call_limit(policy: RetryPolicy, timeout: float) -> float:
+    """Seconds one call may take in all: the deadline, grown to cover an explicit timeout."""
+    return max(policy.deadline, timeout)
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> float:
+    """A timeout in seconds: a finite number > 0 (0 is not "the default")."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigurationError(f"{what}: expected seconds as a number, got {timeout!r}")
+    seconds = float(timeout)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{what}: must be a finite number of seconds > 0, got {timeout!r}")
+    return seconds
 
 
 # --- task helpers ---------------------------------------------------------------------------
 
 
-def text_array(texts: Sequence[str]) -> npt.NDArray[np.object_]:
-    """Texts as a [n, 1] BYTES array (the TEXT input of the served contracts)."""
-    if isinstance(texts, str):
-        raise InvalidInputError("texts: expected a sequence of str, got a single str")
-    for index, text in enumerate(texts):
+def text_array(texts: Iterable[str]) -> npt.NDArray[np.object_]:
+    """Texts (any iterable of str) as a [n, 1] BYTES array: the TEXT input of the contracts."""
+    if isinstance(texts, str | bytes):
+        raise InvalidInputError(
+            f"texts: expected a sequence of str, got a single {type(texts).__name__}; "
+            "wrap it in a list"
+        )
+    try:
+        items = list(texts)
+    except TypeError:
+        raise InvalidInputError(
+            f"texts: expected a sequence of str, got {type(texts).__name__}"
+        ) from None
+    array = np.empty((len(items), 1), dtype=np.object_)
+    for index, text in enumerate(items):
         if not isinstance(text, str):
             raise InvalidInputError(f"texts[{index}]: expected str, got {type(text).__name__}")
-    array = np.empty((len(texts), 1), dtype=np.object_)
-    for index, text in enumerate(texts):
-        array[index, 0] = text.encode("utf-8")
+        array[index, 0] = _utf8(text, f"texts[{index}]")
     return array
 
 

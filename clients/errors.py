@@ -8,7 +8,9 @@
     ├── ServerError              Triton answered with an error; its message is kept
     │   ├── ModelNotFoundError   no such model in the repository
     │   └── ModelNotReadyError   in the repository but not loaded or not ready
-    └── InvalidInputError        raised before anything is sent (also a ValueError)
+    ├── InvalidInputError        raised before anything is sent (also a ValueError)
+    ├── ConfigurationError       a bad URL, protocol, timeout or retry policy (also a ValueError)
+    └── ClientClosedError        a call on a client after ``close()``
 
 Third-party exceptions are translated in one place, ``clients.core.translate``.
 """
@@ -16,7 +18,9 @@ Third-party exceptions are translated in one place, ``clients.core.translate``.
 from __future__ import annotations
 
 __all__ = [
+    "ClientClosedError",
     "ClientError",
+    "ConfigurationError",
     "ConnectError",
     "DeadlineExceeded",
     "InvalidInputError",
@@ -33,19 +37,22 @@ class ClientError(Exception):
 
 
 class TransportError(ClientError):
-    """The request failed on the way: retried with backoff within the deadline."""
+    """The request failed on the way (see ``RetryPolicy`` for which ones are retried)."""
 
 
 class ConnectError(TransportError):
-    """The server could not be reached."""
+    """The server could not be reached (refused, reset, gRPC UNAVAILABLE): retried until the
+    policy's deadline, whatever ``attempts`` says."""
 
 
 class UnavailableError(TransportError):
-    """The server or channel said UNAVAILABLE (gRPC) or 503 (HTTP)."""
+    """The server answered 503 or 429 (HTTP) or RESOURCE_EXHAUSTED (gRPC): it did not run the
+    request. Retried up to ``RetryPolicy.attempts`` within the deadline."""
 
 
 class DeadlineExceeded(TransportError, TimeoutError):
-    """A per-call timeout or the total deadline ran out."""
+    """The call's timeout ran out; the server may have run the request. Not retried unless
+    ``RetryPolicy(retry_timeouts=True)``."""
 
 
 class ServerError(ClientError):
@@ -74,3 +81,11 @@ class ModelNotReadyError(ServerError):
 
 class InvalidInputError(ClientError, ValueError):
     """Inputs do not match the model's metadata; nothing was sent."""
+
+
+class ConfigurationError(ClientError, ValueError):
+    """A client was given a bad URL, protocol, timeout or retry policy."""
+
+
+class ClientClosedError(ClientError):
+    """The client (or the task client it belongs to) was closed; make a new one."""

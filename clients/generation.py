@@ -5,13 +5,15 @@ stream (decoupled models answer on streams); over HTTP, through Triton's ``gener
 ``generate_stream`` (server-sent events) endpoints. ``stream()`` returns a ``TextStream`` of
 text deltas; closing it before the end cancels the request on the server (gRPC) or drops
 the connection (HTTP). An error event that arrives after the HTTP 200 raises ``ServerError``.
+
+URL parsing, timeouts, retry policy, HTTP connections (``HttpPool``) and gRPC channel settings
+are the ones ``TritonClient`` uses; only the stream reading lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import queue
 import random
@@ -19,18 +21,26 @@ import uuid
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
-from urllib.parse import quote
 
-from clients.client import Protocol as WireProtocol
+from clients.client import with_context
+from clients.connections import HttpPool, HttpStream
 from clients.core import (
     RetryPolicy,
-    error_for_status,
+    check_timeout,
     parse_repository_index,
     refine_not_found,
     translate,
     wire_inputs,
 )
-from clients.errors import ClientError, DeadlineExceeded, ModelNotFoundError
+from clients.endpoints import Endpoint, http_error, model_path, parse_endpoint
+from clients.endpoints import Protocol as WireProtocol
+from clients.errors import (
+    ClientClosedError,
+    ClientError,
+    ConfigurationError,
+    DeadlineExceeded,
+    ModelNotFoundError,
+)
 from clients.llm_core import (
     OUTPUTS,
     Chunk,
@@ -47,25 +57,6 @@ from clients.retry import call_async, call_sync
 __all__ = ["AsyncGenerationClient", "AsyncTextStream", "GenerationClient", "TextStream"]
 
 T = TypeVar("T")
-
-
-def _address(url: str) -> tuple[str, bool]:
-    ssl = url.startswith("https://")
-    for prefix in ("https://", "http://", "grpc://"):
-        url = url.removeprefix(prefix)
-    return url.rstrip("/"), ssl
-
-
-def _http_error(status: int, body: bytes) -> ClientError:
-    """An error reply: JSON ``{"error": ...}``, or an SSE ``data:`` event carrying one."""
-    text = body.decode("utf-8", "replace").strip()
-    if text.startswith("data:"):
-        text = text[5:].strip()
-    try:
-        message = str(json.loads(text)["error"])
-    except (ValueError, KeyError, TypeError):
-        message = text or f"HTTP {status}"
-    return error_for_status(str(status), message)
 
 
 def _stream_error(error: Any, model: str, index_json: Any) -> ClientError:
@@ -89,7 +80,7 @@ def _grpc_chunk(result: Any) -> tuple[Chunk, bool]:
 
 
 def _path(model: str, stream: bool) -> str:
-    return f"/v2/models/{quote(model, safe='')}/generate" + ("_stream" if stream else "")
+    return model_path(model, "", "/generate_stream" if stream else "/generate")
 
 
 # --- sync sources: one generation each ------------------------------------------------------
@@ -101,8 +92,10 @@ class _Source(Protocol):
 
 
 class _GrpcSource:
-    def __init__(self, address: str, ssl: bool, model: str, tensors: Any, timeout: float):
+    def __init__(self, endpoint: Endpoint, model: str, tensors: Any, timeout: float):
         import tritonclient.grpc as grpcclient
+
+        from clients.transports import grpc_channel_args
 
         self._timeout = timeout
         self._model = model
@@ -112,7 +105,7 @@ class _GrpcSource:
         self._responses: queue.Queue[tuple[Any, Any]] = queue.Queue()
         # a connection of its own, so that cancelling this stream touches no other
         self._client: Any = grpcclient.InferenceServerClient(
-            address, ssl=ssl, channel_args=[("grpc.use_local_subchannel_pool", 1)]
+            endpoint.address, ssl=endpoint.ssl, channel_args=grpc_channel_args(own_connection=True)
         )
         try:
             self._client.start_stream(callback=self._on_response)
@@ -166,43 +159,37 @@ class _GrpcSource:
 
 
 class _HttpSource:
-    def __init__(
-        self, address: str, ssl: bool, model: str, body: bytes, stream: bool, timeout: float
-    ):
-        factory = http.client.HTTPSConnection if ssl else http.client.HTTPConnection
-        self._connection = factory(address, timeout=timeout)
+    def __init__(self, pool: HttpPool, model: str, body: bytes, stream: bool, timeout: float):
         self._stream = stream
+        self._timeout = timeout
         self._pending: Chunk | None = None
-        self._done = False
+        path = _path(model, stream)
+        self._reply: HttpStream = pool.open(
+            "POST", path, body, {"Content-Type": "application/json"}, timeout=timeout
+        )
         try:
-            self._connection.request(
-                "POST", _path(model, stream), body, {"Content-Type": "application/json"}
-            )
-            self._reply = self._connection.getresponse()
             if self._reply.status != 200:
-                raise _http_error(self._reply.status, self._reply.read())
+                raise http_error(self._reply.status, self._reply.read_all(), pool.url + path, model)
             if not stream:
-                self._pending = chunk_from_json(json.loads(self._reply.read()))
+                self._pending = chunk_from_json(json.loads(self._reply.read_all()))
         except ClientError:
             self.close()
             raise
-        except Exception as exc:
+        except ValueError as exc:
             self.close()
-            raise translate(exc) from exc
+            raise ClientError(f"{pool.url + path}: the reply is not JSON ({exc})") from exc
 
     def next_chunk(self) -> Chunk | None:
         if not self._stream:
             chunk, self._pending = self._pending, None
-            return chunk
-        while not self._done:
-            try:
-                line = self._reply.readline()
-            except Exception as exc:
+            if chunk is None:
                 self.close()
-                raise translate(exc) from exc
+            return chunk
+        while True:
+            line = self._reply.readline(self._timeout)
             if not line:
-                self._done = True
-                break
+                self.close()
+                return None
             data = sse_data(line.decode("utf-8"))
             if data is not None:
                 try:
@@ -210,11 +197,9 @@ class _HttpSource:
                 except ClientError:
                     self.close()
                     raise
-        self.close()
-        return None
 
     def close(self) -> None:
-        self._connection.close()
+        self._reply.close()
 
 
 class TextStream:
@@ -257,20 +242,31 @@ class _Settings:
     def __init__(
         self, url: str, model: str, protocol: str, timeout: float, retry: RetryPolicy | None
     ):
-        if protocol not in ("http", "grpc"):
-            raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
-        self.address, self.ssl = _address(url)
+        self.endpoint = parse_endpoint(url, protocol)
+        self.protocol = self.endpoint.protocol
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError(f"model: expected the served model's name, got {model!r}")
         self.model = model
-        self.protocol = protocol
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry: expected a RetryPolicy, got {retry!r}")
         self.retry = retry or RetryPolicy()
         self.rng = random.Random()
 
+    def seconds(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else check_timeout(timeout)
+
+    def translator(self, seconds: float) -> Any:
+        what = f"generate on model {self.model!r}"
+        return lambda exc: with_context(translate(exc), what, self.endpoint.url, seconds)
+
 
 class GenerationClient:
-    """``GenerationClient("localhost:8001", "llm").generate("Hello", max_tokens=16)``."""
+    """``GenerationClient("localhost:8001", "llm").generate("Hello", max_tokens=16)``.
+
+    ``timeout`` (default 120 s) bounds a whole non-streamed generation, and each wait for the
+    next piece of a stream; it is honoured even where it exceeds the retry deadline.
+    """
 
     def __init__(
         self,
@@ -282,16 +278,18 @@ class GenerationClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._settings = _Settings(url, model, protocol, timeout, retry)
+        self._pool = HttpPool(self._settings.endpoint, "GenerationClient")
 
     def _open(
         self, prompt: str, sampling: dict[str, Any], stream: bool, exclude: bool, timeout: float
     ) -> _Source:
         s = self._settings
         if s.protocol == "grpc":
+            self._pool.check_open()
             tensors = generation_tensors(prompt, sampling, stream, exclude)
-            return _GrpcSource(s.address, s.ssl, s.model, tensors, timeout)
+            return _GrpcSource(s.endpoint, s.model, tensors, timeout)
         body = generate_body(prompt, sampling, stream, exclude)
-        return _HttpSource(s.address, s.ssl, s.model, body, stream, timeout)
+        return _HttpSource(self._pool, s.model, body, stream, timeout)
 
     def generate(
         self,
@@ -303,21 +301,32 @@ class GenerationClient:
     ) -> Generation:
         """The whole completion at once. Sampling parameters are vLLM's SamplingParams."""
         s = self._settings
+        seconds = s.seconds(timeout)
 
-        def once(seconds: float) -> Generation:
+        def once(per_try: float) -> Generation:
             with TextStream(
-                self._open(prompt, sampling, False, exclude_input_in_output, seconds)
+                self._open(prompt, sampling, False, exclude_input_in_output, per_try)
             ) as stream:
                 for _ in stream:
                     pass
             return stream.generation
 
-        return call_sync(once, s.retry, s.rng, timeout or s.timeout, translate)
+        return call_sync(once, s.retry, s.rng, seconds, s.translator(seconds))
 
     def stream(self, prompt: str, *, timeout: float | None = None, **sampling: Any) -> TextStream:
         """Text deltas as they are generated; they join to ``generate``'s text."""
-        source = self._open(prompt, sampling, True, True, timeout or self._settings.timeout)
-        return TextStream(source)
+        seconds = self._settings.seconds(timeout)
+        return TextStream(self._open(prompt, sampling, True, True, seconds))
+
+    def close(self) -> None:
+        """Close idle HTTP connections; later calls raise ClientClosedError."""
+        self._pool.close()
+
+    def __enter__(self) -> GenerationClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 # --- asyncio ------------------------------------------------------------------------------
@@ -336,9 +345,11 @@ async def _within(awaitable: Awaitable[T], timeout: float) -> T:
 
 
 class _AioGrpcSource:
-    def __init__(self, address: str, ssl: bool, model: str, tensors: Any, timeout: float):
+    def __init__(self, endpoint: Endpoint, model: str, tensors: Any, timeout: float):
         import tritonclient.grpc as grpcclient
         import tritonclient.grpc.aio as aioclient
+
+        from clients.transports import grpc_channel_args
 
         self._timeout = timeout
         self._model = model
@@ -346,7 +357,7 @@ class _AioGrpcSource:
         self._done = False
         self._closed = False
         self._client = aioclient.InferenceServerClient(
-            address, ssl=ssl, channel_args=[("grpc.use_local_subchannel_pool", 1)]
+            endpoint.address, ssl=endpoint.ssl, channel_args=grpc_channel_args(own_connection=True)
         )
         request = {
             "model_name": model,
@@ -415,10 +426,9 @@ class _AioGrpcSource:
 
 
 class _AioHttpSource:
-    def __init__(
-        self, address: str, ssl: bool, model: str, body: bytes, stream: bool, timeout: float
-    ):
-        self._url = f"{'https' if ssl else 'http'}://{address}{_path(model, stream)}"
+    def __init__(self, endpoint: Endpoint, model: str, body: bytes, stream: bool, timeout: float):
+        self._url = endpoint.url + _path(model, stream)
+        self._model = model
         self._body = body
         self._stream = stream
         self._timeout = timeout
@@ -430,7 +440,8 @@ class _AioHttpSource:
     async def open(self) -> None:
         import aiohttp
 
-        self._session = aiohttp.ClientSession()
+        # no session-wide cap (aiohttp's default is 5 min): _within bounds each wait
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         try:
             self._reply = await _within(
                 self._session.post(
@@ -439,7 +450,9 @@ class _AioHttpSource:
                 self._timeout,
             )
             if self._reply.status != 200:
-                raise _http_error(self._reply.status, await self._reply.read())
+                raise http_error(
+                    self._reply.status, await self._reply.read(), self._url, self._model
+                )
             if not self._stream:
                 self._pending = chunk_from_json(json.loads(await self._reply.read()))
         except ClientError:
@@ -524,16 +537,19 @@ class AsyncGenerationClient:
         retry: RetryPolicy | None = None,
     ) -> None:
         self._settings = _Settings(url, model, protocol, timeout, retry)
+        self._closed = False
 
     async def _open(
         self, prompt: str, sampling: dict[str, Any], stream: bool, exclude: bool, timeout: float
     ) -> _AsyncSource:
         s = self._settings
+        if self._closed:
+            raise ClientClosedError(f"the AsyncGenerationClient for {s.endpoint.url} is closed")
         if s.protocol == "grpc":
             tensors = generation_tensors(prompt, sampling, stream, exclude)
-            return _AioGrpcSource(s.address, s.ssl, s.model, tensors, timeout)
+            return _AioGrpcSource(s.endpoint, s.model, tensors, timeout)
         body = generate_body(prompt, sampling, stream, exclude)
-        source = _AioHttpSource(s.address, s.ssl, s.model, body, stream, timeout)
+        source = _AioHttpSource(s.endpoint, s.model, body, stream, timeout)
         await source.open()
         return source
 
@@ -554,10 +570,22 @@ class AsyncGenerationClient:
                     pass
             return stream.generation
 
-        return await call_async(once, s.retry, s.rng, timeout or s.timeout, translate)
+        seconds = s.seconds(timeout)
+        return await call_async(once, s.retry, s.rng, seconds, s.translator(seconds))
 
     async def stream(
         self, prompt: str, *, timeout: float | None = None, **sampling: Any
     ) -> AsyncTextStream:
-        source = await self._open(prompt, sampling, True, True, timeout or self._settings.timeout)
+        seconds = self._settings.seconds(timeout)
+        source = await self._open(prompt, sampling, True, True, seconds)
         return AsyncTextStream(source)
+
+    async def close(self) -> None:
+        """Streams own their connections; after this, new calls raise ClientClosedError."""
+        self._closed = True
+
+    async def __aenter__(self) -> AsyncGenerationClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

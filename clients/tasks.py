@@ -1,14 +1,19 @@
 """Clients for the served contracts: embeddings and classification, sync and asyncio.
 
 Inputs larger than the model's ``max_batch_size`` are split, sent concurrently (at most
-``concurrency`` requests in flight) and reassembled in order.
+``concurrency`` requests in flight, on threads the task client keeps for its lifetime) and
+reassembled in order.
+
+A task client built from a URL owns the ``TritonClient`` it makes and closes it; one given a
+client only borrows it: closing the task client leaves that client open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -16,8 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from clients.client import AsyncTritonClient, TritonClient
-from clients.core import chunks, classifications, text_array
-from clients.errors import ServerError
+from clients.core import RetryPolicy, chunks, classifications, text_array
+from clients.endpoints import Protocol
+from clients.errors import ClientClosedError, ConfigurationError, ServerError
 from clients.types import Classification, ModelConfig, ModelMetadata
 
 __all__ = [
@@ -32,7 +38,7 @@ _Self = TypeVar("_Self", bound="_SyncTask")
 _ASelf = TypeVar("_ASelf", bound="_AsyncTask")
 
 
-def _joined(parts: list[Arrays], names: Sequence[str]) -> Arrays:
+def _joined(parts: list[Arrays], names: tuple[str, ...]) -> Arrays:
     return {name: np.concatenate([part[name] for part in parts]) for name in names}
 
 
@@ -53,18 +59,56 @@ def _labels(config: ModelConfig) -> list[str]:
     return [str(label) for label in labels]
 
 
+def _concurrency(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"concurrency: expected an int >= 1, got {value!r}")
+    return value
+
+
+def _model(model: str | None, default: str, kind: str) -> str:
+    chosen = model if model is not None else default
+    if not isinstance(chosen, str) or not chosen:
+        raise ConfigurationError(f"{kind}: model: expected the served model's name, got {model!r}")
+    return chosen
+
+
 class _SyncTask:
     outputs: tuple[str, ...] = ()
+    default_model = ""
 
-    def __init__(self, client: TritonClient | str, model: str, *, concurrency: int = 4) -> None:
-        self.client = TritonClient(client) if isinstance(client, str) else client
-        self.model = model
-        self.concurrency = max(1, concurrency)
+    def __init__(
+        self,
+        client: TritonClient | str,
+        model: str | None = None,
+        *,
+        protocol: Protocol = "http",
+        concurrency: int = 4,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.model = _model(model, self.default_model, type(self).__name__)
+        self.concurrency = _concurrency(concurrency)
+        self._owns = not isinstance(client, TritonClient)
+        if isinstance(client, TritonClient):
+            self.client = client
+        else:
+            self.client = TritonClient(client, protocol, timeout=timeout, retry=retry)
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
-    def _run(self, texts: Sequence[str], timeout: float | None) -> Arrays:
-        array = text_array(texts)
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError(f"the {type(self).__name__} for {self.model!r} is closed")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="triton-pack")
+            return self._pool
+
+    def _run(self, array: npt.NDArray[np.object_], timeout: float | None) -> Arrays:
+        self._executor()  # a closed task client says so, whatever the batch size
         _, config = self.client.model_info(self.model)
-        ranges = chunks(len(texts), config.max_batch_size or len(texts))
+        ranges = chunks(len(array), config.max_batch_size or len(array))
 
         def one(bounds: tuple[int, int]) -> Arrays:
             batch = {"TEXT": array[bounds[0] : bounds[1]]}
@@ -73,12 +117,18 @@ class _SyncTask:
         if len(ranges) <= 1:
             parts = [one(r) for r in ranges]
         else:
-            with ThreadPoolExecutor(min(self.concurrency, len(ranges))) as pool:
-                parts = list(pool.map(one, ranges))  # map keeps the order
+            parts = list(self._executor().map(one, ranges))  # map keeps the order
         return _joined(parts, self.outputs)
 
     def close(self) -> None:
-        self.client.close()
+        """Stop the worker threads; close the client only if this task client made it."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._owns:
+            self.client.close()
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -88,22 +138,23 @@ class _SyncTask:
 
 
 class EmbeddingClient(_SyncTask):
-    """``EmbeddingClient("localhost:8000", "minilm").embed(texts)`` -> (n, D) float32."""
+    """``EmbeddingClient("localhost:8000", "minilm").embed(texts)`` -> (n, D) float32.
+
+    ``EmbeddingClient("localhost:8001", "minilm", protocol="grpc")`` speaks gRPC.
+    """
 
     outputs = ("EMBEDDING",)
-
-    def __init__(
-        self, client: TritonClient | str, model: str = "minilm", *, concurrency: int = 4
-    ) -> None:
-        super().__init__(client, model, concurrency=concurrency)
+    default_model = "minilm"
 
     def embed(
-        self, texts: Sequence[str], *, timeout: float | None = None
+        self, texts: Iterable[str], *, timeout: float | None = None
     ) -> npt.NDArray[np.float32]:
-        if len(texts) == 0:
+        array = text_array(texts)
+        if len(array) == 0:
+            self._executor()
             metadata, _ = self.client.model_info(self.model)
             return np.zeros((0, _embedding_dim(metadata)), dtype=np.float32)
-        return self._run(texts, timeout)["EMBEDDING"].astype(np.float32, copy=False)
+        return self._run(array, timeout)["EMBEDDING"].astype(np.float32, copy=False)
 
 
 class ClassificationClient(_SyncTask):
@@ -116,29 +167,47 @@ class ClassificationClient(_SyncTask):
         return _labels(self.client.model_info(self.model)[1])
 
     def classify(
-        self, texts: Sequence[str], *, timeout: float | None = None
+        self, texts: Iterable[str], *, timeout: float | None = None
     ) -> list[Classification]:
+        array = text_array(texts)
         names = self.labels()
-        if len(texts) == 0:
+        if len(array) == 0:
             return []
-        arrays = self._run(texts, timeout)
+        arrays = self._run(array, timeout)
         return classifications(arrays["LABEL"], arrays["SCORES"], names)
 
 
 class _AsyncTask:
     outputs: tuple[str, ...] = ()
+    default_model = ""
 
     def __init__(
-        self, client: AsyncTritonClient | str, model: str, *, concurrency: int = 4
+        self,
+        client: AsyncTritonClient | str,
+        model: str | None = None,
+        *,
+        protocol: Protocol = "http",
+        concurrency: int = 4,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        self.client = AsyncTritonClient(client) if isinstance(client, str) else client
-        self.model = model
-        self.concurrency = max(1, concurrency)
+        self.model = _model(model, self.default_model, type(self).__name__)
+        self.concurrency = _concurrency(concurrency)
+        self._owns = not isinstance(client, AsyncTritonClient)
+        if isinstance(client, AsyncTritonClient):
+            self.client = client
+        else:
+            self.client = AsyncTritonClient(client, protocol, timeout=timeout, retry=retry)
+        self._closed = False
 
-    async def _run(self, texts: Sequence[str], timeout: float | None) -> Arrays:
-        array = text_array(texts)
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError(f"the {type(self).__name__} for {self.model!r} is closed")
+
+    async def _run(self, array: npt.NDArray[np.object_], timeout: float | None) -> Arrays:
+        self._check_open()
         _, config = await self.client.model_info(self.model)
-        ranges = chunks(len(texts), config.max_batch_size or len(texts))
+        ranges = chunks(len(array), config.max_batch_size or len(array))
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(bounds: tuple[int, int]) -> Arrays:
@@ -152,7 +221,10 @@ class _AsyncTask:
         return _joined(list(parts), self.outputs)
 
     async def close(self) -> None:
-        await self.client.close()
+        """Close the client only if this task client made it."""
+        self._closed = True
+        if self._owns:
+            await self.client.close()
 
     async def __aenter__(self: _ASelf) -> _ASelf:
         return self
@@ -163,19 +235,17 @@ class _AsyncTask:
 
 class AsyncEmbeddingClient(_AsyncTask):
     outputs = ("EMBEDDING",)
-
-    def __init__(
-        self, client: AsyncTritonClient | str, model: str = "minilm", *, concurrency: int = 4
-    ) -> None:
-        super().__init__(client, model, concurrency=concurrency)
+    default_model = "minilm"
 
     async def embed(
-        self, texts: Sequence[str], *, timeout: float | None = None
+        self, texts: Iterable[str], *, timeout: float | None = None
     ) -> npt.NDArray[np.float32]:
-        if len(texts) == 0:
+        array = text_array(texts)
+        if len(array) == 0:
+            self._check_open()
             metadata, _ = await self.client.model_info(self.model)
             return np.zeros((0, _embedding_dim(metadata)), dtype=np.float32)
-        return (await self._run(texts, timeout))["EMBEDDING"].astype(np.float32, copy=False)
+        return (await self._run(array, timeout))["EMBEDDING"].astype(np.float32, copy=False)
 
 
 class AsyncClassificationClient(_AsyncTask):
@@ -185,10 +255,12 @@ class AsyncClassificationClient(_AsyncTask):
         return _labels((await self.client.model_info(self.model))[1])
 
     async def classify(
-        self, texts: Sequence[str], *, timeout: float | None = None
+        self, texts: Iterable[str], *, timeout: float | None = None
     ) -> list[Classification]:
+        array = text_array(texts)
+        self._check_open()
         names = await self.labels()
-        if len(texts) == 0:
+        if len(array) == 0:
             return []
-        arrays = await self._run(texts, timeout)
+        arrays = await self._run(array, timeout)
         return classifications(arrays["LABEL"], arrays["SCORES"], names)

@@ -1,88 +1,141 @@
-"""Thin I/O shells over tritonclient: sync and asyncio, HTTP and gRPC.
+"""Thin I/O shells: sync and asyncio, HTTP and gRPC.
 
 Each transport does one request per method and returns plain dicts and arrays; the caller
 (``clients.client``) parses, checks, translates errors and retries. Every method takes the
-timeout for this attempt in seconds.
+timeout for this attempt in seconds. HTTP goes through ``clients.connections`` (our own
+keep-alive pool and aiohttp session, with tritonclient's wire format); gRPC through
+tritonclient.grpc, one channel per client.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+import json
+from collections.abc import Sequence
+from typing import Any
 
 import numpy.typing as npt
 
+from clients.connections import AsyncHttpSession, HttpPool, HttpReply, LoopGuard
 from clients.core import WireTensor, wire_inputs
+from clients.endpoints import Endpoint, http_error, model_path, repository_path
+from clients.errors import ClientClosedError, ServerError
 
-__all__ = ["AsyncGrpcTransport", "AsyncHttpTransport", "GrpcTransport", "HttpTransport"]
+__all__ = [
+    "AsyncGrpcTransport",
+    "AsyncHttpTransport",
+    "GrpcTransport",
+    "HttpTransport",
+    "grpc_channel_args",
+]
 
-T = TypeVar("T")
 Arrays = dict[str, npt.NDArray[Any]]
+_INT32_MAX = 2**31 - 1
 
 
-def _host_port(url: str) -> tuple[str, bool]:
-    ssl = url.startswith("https://")
-    return url.removeprefix("https://").removeprefix("http://").rstrip("/"), ssl
+def grpc_channel_args(own_connection: bool = False) -> list[tuple[str, int]]:
+    """tritonclient's message limits, and reconnect backoff capped at 1 s so that a restarted
+    server is reached within a second (gRPC's default backoff grows to 120 s)."""
+    args = [
+        ("grpc.max_send_message_length", _INT32_MAX),
+        ("grpc.max_receive_message_length", _INT32_MAX),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+    if own_connection:  # a connection no other channel shares (cancelling touches no other)
+        args.append(("grpc.use_local_subchannel_pool", 1))
+    return args
 
 
 def _outputs(module: Any, names: Sequence[str]) -> list[Any]:
     return [module.InferRequestedOutput(name) for name in names]
 
 
+# --- HTTP: request bodies and replies (shared by the sync and asyncio shells) ----------------
+
+
+def _infer_request(
+    tensors: Sequence[WireTensor], outputs: Sequence[str]
+) -> tuple[bytes, dict[str, str]]:
+    import tritonclient.http as httpclient
+
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(
+        wire_inputs(httpclient, tensors), outputs=_outputs(httpclient, outputs)
+    )
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    return bytes(body), headers
+
+
+def _infer_result(reply: HttpReply, outputs: Sequence[str]) -> Arrays:
+    import tritonclient.http as httpclient
+
+    length = reply.headers.get("inference-header-content-length")
+    result = httpclient.InferenceServerClient.parse_response_body(
+        reply.body,
+        header_length=int(length) if length is not None else None,
+        content_encoding=reply.headers.get("content-encoding"),
+    )
+    arrays = {name: result.as_numpy(name) for name in outputs}
+    missing = [name for name, array in arrays.items() if array is None]
+    if missing:
+        raise ServerError(f"the server's reply has no output(s) {missing}")
+    return arrays
+
+
+def _json(reply: HttpReply, url: str, model: str = "") -> Any:
+    if reply.status != 200:
+        raise http_error(reply.status, reply.body, url, model)
+    return json.loads(reply.body) if reply.body else {}
+
+
 class HttpTransport:
-    """tritonclient.http; one client per thread and timeout (it is not thread-safe)."""
+    """HTTP/1.1 through a keep-alive pool that any number of threads share."""
 
-    transport_errors: tuple[type[BaseException], ...] = ()
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._pool = HttpPool(endpoint)
 
-    def __init__(self, url: str) -> None:
-        self._url, self._ssl = _host_port(url)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._made: list[Any] = []
+    @property
+    def url(self) -> str:
+        return self._pool.url
 
-    def _client(self, timeout: float) -> Any:
-        import tritonclient.http as httpclient
+    def _get(self, path: str, timeout: float, model: str = "") -> Any:
+        return _json(self._pool.request("GET", path, timeout=timeout), self.url + path, model)
 
-        clients: dict[float, Any] = self._local.__dict__.setdefault("clients", {})
-        key = round(max(timeout, 0.05), 1)
-        client = clients.get(key)
-        if client is None:
-            client = httpclient.InferenceServerClient(
-                self._url, connection_timeout=key, network_timeout=key, ssl=self._ssl
-            )
-            clients[key] = client
-            with self._lock:
-                self._made.append(client)
-        return client
+    def _post(self, path: str, timeout: float, model: str = "") -> Any:
+        reply = self._pool.request("POST", path, b"{}", timeout=timeout)
+        return _json(reply, self.url + path, model)
+
+    def _ok(self, path: str, timeout: float) -> bool:
+        return self._pool.request("GET", path, timeout=timeout).status == 200
 
     def live(self, timeout: float) -> bool:
-        return bool(self._client(timeout).is_server_live())
+        return self._ok("/v2/health/live", timeout)
 
     def ready(self, timeout: float) -> bool:
-        return bool(self._client(timeout).is_server_ready())
+        return self._ok("/v2/health/ready", timeout)
 
     def model_ready(self, model: str, version: str, timeout: float) -> bool:
-        return bool(self._client(timeout).is_model_ready(model, version))
+        return self._ok(model_path(model, version, "/ready"), timeout)
 
     def server_metadata(self, timeout: float) -> Any:
-        return self._client(timeout).get_server_metadata()
+        return self._get("/v2", timeout)
 
     def model_metadata(self, model: str, version: str, timeout: float) -> Any:
-        return self._client(timeout).get_model_metadata(model, version)
+        return self._get(model_path(model, version), timeout, model)
 
     def model_config(self, model: str, version: str, timeout: float) -> Any:
-        return self._client(timeout).get_model_config(model, version)
+        return self._get(model_path(model, version, "/config"), timeout, model)
 
     def repository_index(self, timeout: float) -> Any:
-        return self._client(timeout).get_model_repository_index()
+        return self._post("/v2/repository/index", timeout)
 
     def load(self, model: str, timeout: float) -> None:
-        self._client(timeout).load_model(model)
+        self._post(repository_path(model, "load"), timeout, model)
 
     def unload(self, model: str, timeout: float) -> None:
-        self._client(timeout).unload_model(model)
+        self._post(repository_path(model, "unload"), timeout, model)
 
     def infer(
         self,
@@ -92,60 +145,64 @@ class HttpTransport:
         outputs: Sequence[str],
         timeout: float,
     ) -> Arrays:
-        import tritonclient.http as httpclient
+        body, headers = _infer_request(tensors, outputs)
+        path = model_path(model, version, "/infer")
+        reply = self._pool.request("POST", path, body, headers, timeout=timeout)
+        if reply.status != 200:
+            raise http_error(reply.status, reply.body, self.url + path, model)
+        return _infer_result(reply, outputs)
 
-        result = self._client(timeout).infer(
-            model,
-            wire_inputs(httpclient, tensors),
-            model_version=version,
-            outputs=_outputs(httpclient, outputs),
-        )
-        return {name: result.as_numpy(name) for name in outputs}
+    @property
+    def pool(self) -> HttpPool:
+        return self._pool
 
     def close(self) -> None:
-        with self._lock:
-            made, self._made = self._made, []
-        for client in made:
-            client.close()
+        self._pool.close()
 
 
 class GrpcTransport:
     """tritonclient.grpc; one channel, shared by threads."""
 
-    transport_errors: tuple[type[BaseException], ...] = ()
-
-    def __init__(self, url: str) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         import tritonclient.grpc as grpcclient
 
-        address, ssl = _host_port(url.removeprefix("grpc://"))
-        self._client = grpcclient.InferenceServerClient(address, ssl=ssl)
+        self.url = endpoint.url
+        self._closed = False
+        self._client = grpcclient.InferenceServerClient(
+            endpoint.address, ssl=endpoint.ssl, channel_args=grpc_channel_args()
+        )
+
+    def _c(self) -> Any:
+        if self._closed:
+            raise ClientClosedError(f"the client for {self.url} is closed")
+        return self._client
 
     def live(self, timeout: float) -> bool:
-        return bool(self._client.is_server_live(client_timeout=timeout))
+        return bool(self._c().is_server_live(client_timeout=timeout))
 
     def ready(self, timeout: float) -> bool:
-        return bool(self._client.is_server_ready(client_timeout=timeout))
+        return bool(self._c().is_server_ready(client_timeout=timeout))
 
     def model_ready(self, model: str, version: str, timeout: float) -> bool:
-        return bool(self._client.is_model_ready(model, version, client_timeout=timeout))
+        return bool(self._c().is_model_ready(model, version, client_timeout=timeout))
 
     def server_metadata(self, timeout: float) -> Any:
-        return self._client.get_server_metadata(as_json=True, client_timeout=timeout)
+        return self._c().get_server_metadata(as_json=True, client_timeout=timeout)
 
     def model_metadata(self, model: str, version: str, timeout: float) -> Any:
-        return self._client.get_model_metadata(model, version, as_json=True, client_timeout=timeout)
+        return self._c().get_model_metadata(model, version, as_json=True, client_timeout=timeout)
 
     def model_config(self, model: str, version: str, timeout: float) -> Any:
-        return self._client.get_model_config(model, version, as_json=True, client_timeout=timeout)
+        return self._c().get_model_config(model, version, as_json=True, client_timeout=timeout)
 
     def repository_index(self, timeout: float) -> Any:
-        return self._client.get_model_repository_index(as_json=True, client_timeout=timeout)
+        return self._c().get_model_repository_index(as_json=True, client_timeout=timeout)
 
     def load(self, model: str, timeout: float) -> None:
-        self._client.load_model(model, client_timeout=timeout)
+        self._c().load_model(model, client_timeout=timeout)
 
     def unload(self, model: str, timeout: float) -> None:
-        self._client.unload_model(model, client_timeout=timeout)
+        self._c().unload_model(model, client_timeout=timeout)
 
     def infer(
         self,
@@ -157,7 +214,7 @@ class GrpcTransport:
     ) -> Arrays:
         import tritonclient.grpc as grpcclient
 
-        result = self._client.infer(
+        result = self._c().infer(
             model,
             wire_inputs(grpcclient, tensors),
             model_version=version,
@@ -167,56 +224,57 @@ class GrpcTransport:
         return {name: result.as_numpy(name) for name in outputs}
 
     def close(self) -> None:
-        self._client.close()
-
-
-async def _within(awaitable: Awaitable[T], timeout: float) -> T:
-    return await asyncio.wait_for(awaitable, timeout)
+        if not self._closed:
+            self._closed = True
+            self._client.close()
 
 
 class AsyncHttpTransport:
-    """tritonclient.http.aio (aiohttp), created on first use inside the running loop."""
+    """aiohttp, one session made in the loop of the first call (and bound to it)."""
 
-    def __init__(self, url: str) -> None:
-        import aiohttp
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._session = AsyncHttpSession(endpoint)
 
-        self._url, self._ssl = _host_port(url)
-        self._client: Any = None
-        self.transport_errors: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError,)
+    @property
+    def url(self) -> str:
+        return self._session.url
 
-    def _get(self) -> Any:
-        if self._client is None:
-            import tritonclient.http.aio as aioclient
+    async def _request(self, method: str, path: str, timeout: float) -> HttpReply:
+        body = b"{}" if method == "POST" else b""
+        return await self._session.request(method, path, body, timeout=timeout)
 
-            self._client = aioclient.InferenceServerClient(self._url, ssl=self._ssl)
-        return self._client
+    async def _json(self, method: str, path: str, timeout: float, model: str = "") -> Any:
+        return _json(await self._request(method, path, timeout), self.url + path, model)
+
+    async def _ok(self, path: str, timeout: float) -> bool:
+        return (await self._request("GET", path, timeout)).status == 200
 
     async def live(self, timeout: float) -> bool:
-        return bool(await _within(self._get().is_server_live(), timeout))
+        return await self._ok("/v2/health/live", timeout)
 
     async def ready(self, timeout: float) -> bool:
-        return bool(await _within(self._get().is_server_ready(), timeout))
+        return await self._ok("/v2/health/ready", timeout)
 
     async def model_ready(self, model: str, version: str, timeout: float) -> bool:
-        return bool(await _within(self._get().is_model_ready(model, version), timeout))
+        return await self._ok(model_path(model, version, "/ready"), timeout)
 
     async def server_metadata(self, timeout: float) -> Any:
-        return await _within(self._get().get_server_metadata(), timeout)
+        return await self._json("GET", "/v2", timeout)
 
     async def model_metadata(self, model: str, version: str, timeout: float) -> Any:
-        return await _within(self._get().get_model_metadata(model, version), timeout)
+        return await self._json("GET", model_path(model, version), timeout, model)
 
     async def model_config(self, model: str, version: str, timeout: float) -> Any:
-        return await _within(self._get().get_model_config(model, version), timeout)
+        return await self._json("GET", model_path(model, version, "/config"), timeout, model)
 
     async def repository_index(self, timeout: float) -> Any:
-        return await _within(self._get().get_model_repository_index(), timeout)
+        return await self._json("POST", "/v2/repository/index", timeout)
 
     async def load(self, model: str, timeout: float) -> None:
-        await _within(self._get().load_model(model), timeout)
+        await self._json("POST", repository_path(model, "load"), timeout, model)
 
     async def unload(self, model: str, timeout: float) -> None:
-        await _within(self._get().unload_model(model), timeout)
+        await self._json("POST", repository_path(model, "unload"), timeout, model)
 
     async def infer(
         self,
@@ -226,39 +284,37 @@ class AsyncHttpTransport:
         outputs: Sequence[str],
         timeout: float,
     ) -> Arrays:
-        import tritonclient.http as httpclient
-
-        result = await _within(
-            self._get().infer(
-                model,
-                wire_inputs(httpclient, tensors),
-                model_version=version,
-                outputs=_outputs(httpclient, outputs),
-            ),
-            timeout,
-        )
-        return {name: result.as_numpy(name) for name in outputs}
+        body, headers = _infer_request(tensors, outputs)
+        path = model_path(model, version, "/infer")
+        reply = await self._session.request("POST", path, body, headers, timeout=timeout)
+        if reply.status != 200:
+            raise http_error(reply.status, reply.body, self.url + path, model)
+        return _infer_result(reply, outputs)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._session.close()
 
 
 class AsyncGrpcTransport:
-    """tritonclient.grpc.aio, created on first use inside the running loop."""
+    """tritonclient.grpc.aio, made in the loop of the first call (and bound to it)."""
 
-    transport_errors: tuple[type[BaseException], ...] = ()
+    def __init__(self, endpoint: Endpoint) -> None:
+        import tritonclient.grpc.aio as aioclient  # at construction, not in the loop
 
-    def __init__(self, url: str) -> None:
-        self._address, self._ssl = _host_port(url.removeprefix("grpc://"))
+        self._module = aioclient
+        self._endpoint = endpoint
+        self.url = endpoint.url
+        self._guard = LoopGuard(f"client for {endpoint.url}")
         self._client: Any = None
 
     def _get(self) -> Any:
+        self._guard.check()
         if self._client is None:
-            import tritonclient.grpc.aio as aioclient
-
-            self._client = aioclient.InferenceServerClient(self._address, ssl=self._ssl)
+            self._client = self._module.InferenceServerClient(
+                self._endpoint.address,
+                ssl=self._endpoint.ssl,
+                channel_args=grpc_channel_args(),
+            )
         return self._client
 
     async def live(self, timeout: float) -> bool:
@@ -312,6 +368,7 @@ class AsyncGrpcTransport:
         return {name: result.as_numpy(name) for name in outputs}
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        self._guard.closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()

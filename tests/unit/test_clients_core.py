@@ -20,6 +20,8 @@ from clients.core import (
     NO_RETRY,
     RetryPolicy,
     WireTensor,
+    call_limit,
+    check_timeout,
     chunks,
     classifications,
     next_delay,
@@ -29,12 +31,14 @@ from clients.core import (
     parse_server_metadata,
     prepare_inputs,
     refine_not_found,
+    requested_outputs,
     text_array,
     translate,
     wire_inputs,
 )
 from clients.errors import (
     ClientError,
+    ConfigurationError,
     ConnectError,
     DeadlineExceeded,
     InvalidInputError,
@@ -343,7 +347,43 @@ def test_prepare_inputs_names_a_missing_batch_dimension() -> None:
         prepare_inputs(MINILM_METADATA, MINILM_CONFIG, {"TEXT": np.array([b"a"], dtype=object)})
     assert str(info.value) == (
         "model 'minilm' input 'TEXT': missing the batch dimension: expected shape [-1, 1] "
-        "(batch first), got [1]"
+        "(batch first), got [1]; a batch of 1 is shape [1, 1]: np.reshape(x, (-1, 1))"
+    )
+
+
+def test_prepare_inputs_names_a_missing_batch_dimension_of_a_wider_input() -> None:
+    metadata = ModelMetadata("m", ("1",), "onnx", (TensorSpec("X", "FP32", (-1, 2, 3)),), ())
+    config = ModelConfig("m", "", "", 4, (TensorSpec("X", "FP32", (2, 3)),), (), {}, False, {})
+    with pytest.raises(InvalidInputError) as info:
+        prepare_inputs(metadata, config, {"X": np.zeros((2, 3), dtype=np.float32)})
+    assert str(info.value).endswith("got [2, 3]; one row is shape [1, 2, 3]: x[np.newaxis]")
+
+
+def test_prepare_inputs_rejects_an_empty_batch() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        prepare_inputs(MINILM_METADATA, MINILM_CONFIG, {"TEXT": np.zeros((0, 1), dtype=object)})
+    assert str(info.value) == (
+        "model 'minilm' input 'TEXT': an empty batch (shape [0, 1]); send at least one row"
+    )
+
+
+def test_prepare_inputs_names_a_text_that_is_not_utf8() -> None:
+    texts = np.array([["ok"], ["bad \udc80 text"]], dtype=object)
+    with pytest.raises(InvalidInputError) as info:
+        prepare_inputs(MINILM_METADATA, MINILM_CONFIG, {"TEXT": texts})
+    assert str(info.value) == (
+        "model 'minilm' input 'TEXT' element [1, 0]: not encodable as UTF-8 "
+        "(surrogates not allowed at character 4: '\\udc80')"
+    )
+
+
+def test_requested_outputs_are_checked() -> None:
+    assert requested_outputs(MINILM_METADATA, None) == ["EMBEDDING"]
+    assert requested_outputs(MINILM_METADATA, ["EMBEDDING"]) == ["EMBEDDING"]
+    with pytest.raises(InvalidInputError) as info:
+        requested_outputs(MINILM_METADATA, ["EMBEDDINGS"])
+    assert str(info.value) == (
+        "model 'minilm': unknown output(s) 'EMBEDDINGS'; its outputs are 'EMBEDDING'"
     )
 
 
@@ -434,7 +474,9 @@ def test_translate_server_errors_keep_message_and_status(
     ("status", "kind"),
     [
         ("503", UnavailableError),
-        ("StatusCode.UNAVAILABLE", UnavailableError),
+        ("429", UnavailableError),
+        ("StatusCode.RESOURCE_EXHAUSTED", UnavailableError),
+        ("StatusCode.UNAVAILABLE", ConnectError),  # gRPC: the channel cannot reach the server
         ("504", DeadlineExceeded),
         ("StatusCode.DEADLINE_EXCEEDED", DeadlineExceeded),
     ],
@@ -576,16 +618,29 @@ def test_backoff_stays_within_the_jitter_band(jitter: float) -> None:
             assert base * (1 - jitter) <= policy.backoff(attempt, rng) <= base
 
 
-TRANSPORT_ERRORS = [ConnectError("down"), UnavailableError("busy"), DeadlineExceeded("late")]
+def test_connection_failures_are_retried_until_the_deadline_whatever_attempts_says() -> None:
+    policy = RetryPolicy(attempts=2, jitter=0.0)
+    for tries in range(1, 50):  # tries made so far; none of them counts against attempts
+        assert next_delay(policy, ConnectError("down"), tries, 0, 30.0, random.Random(0)) == (
+            policy.backoff(tries - 1, random.Random(0))
+        )
 
 
-@pytest.mark.parametrize("error", TRANSPORT_ERRORS, ids=lambda e: type(e).__name__)
-def test_next_delay_retries_transport_errors(error: ClientError) -> None:
+def test_a_declined_request_is_retried_up_to_attempts() -> None:
     policy = RetryPolicy(attempts=3)
-    for attempt in (0, 1):
-        delay = next_delay(policy, error, attempt, 30.0, random.Random(3))
-        assert delay == policy.backoff(attempt, random.Random(3))
-    assert next_delay(policy, error, 2, 30.0, random.Random(3)) is None  # 3 attempts made
+    busy = UnavailableError("busy")
+    for counted in (1, 2):
+        delay = next_delay(policy, busy, counted, counted, 30.0, random.Random(3))
+        assert delay == policy.backoff(counted - 1, random.Random(3))
+    assert next_delay(policy, busy, 3, 3, 30.0, random.Random(3)) is None  # 3 tries made
+
+
+def test_timeouts_are_not_retried_unless_asked() -> None:
+    late = DeadlineExceeded("late")
+    assert next_delay(RetryPolicy(), late, 1, 1, 30.0, random.Random(0)) is None
+    policy = RetryPolicy(attempts=2, retry_timeouts=True)
+    assert next_delay(policy, late, 1, 1, 30.0, random.Random(0)) is not None
+    assert next_delay(policy, late, 2, 2, 30.0, random.Random(0)) is None
 
 
 @pytest.mark.parametrize(
@@ -594,17 +649,69 @@ def test_next_delay_retries_transport_errors(error: ClientError) -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_next_delay_does_not_retry_other_errors(error: ClientError) -> None:
-    assert next_delay(RetryPolicy(), error, 0, 30.0, random.Random(0)) is None
+    assert next_delay(RetryPolicy(), error, 1, 0, 30.0, random.Random(0)) is None
 
 
 def test_no_retry_policy_never_retries() -> None:
-    assert next_delay(NO_RETRY, ConnectError("down"), 0, 30.0, random.Random(0)) is None
+    assert next_delay(NO_RETRY, ConnectError("down"), 1, 0, 30.0, random.Random(0)) is None
+    assert (
+        next_delay(RetryPolicy(deadline=0), ConnectError("down"), 1, 0, 0.0, random.Random(0))
+        is None
+    )
 
 
-@pytest.mark.parametrize(("remaining", "delay"), [(0.6, 0.5), (0.5, None), (0.1, None), (-1, None)])
-def test_next_delay_stays_within_the_deadline(remaining: float, delay: float | None) -> None:
+@pytest.mark.parametrize(
+    ("remaining", "delay"), [(0.6, 0.5), (0.55, 0.5), (0.5, None), (0.1, None), (-1, None)]
+)
+def test_next_delay_leaves_time_for_the_next_try(remaining: float, delay: float | None) -> None:
     policy = RetryPolicy(initial_backoff=0.5, jitter=0.0)
-    assert next_delay(policy, ConnectError("down"), 0, remaining, random.Random(0)) == delay
+    assert next_delay(policy, ConnectError("down"), 1, 0, remaining, random.Random(0)) == delay
+
+
+def test_an_explicit_timeout_extends_the_call_past_the_deadline() -> None:
+    assert call_limit(RetryPolicy(deadline=30.0), 120.0) == 120.0
+    assert call_limit(RetryPolicy(deadline=30.0), 5.0) == 30.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attempts": 0}, "RetryPolicy.attempts: must be >= 1, got 0"),
+        ({"attempts": 2.5}, "RetryPolicy.attempts: expected an int >= 1, got 2.5"),
+        ({"attempts": True}, "RetryPolicy.attempts: expected an int >= 1, got True"),
+        ({"deadline": -1}, "RetryPolicy.deadline: must be finite and >= 0, got -1"),
+        ({"deadline": float("inf")}, "RetryPolicy.deadline: must be finite and >= 0, got inf"),
+        ({"jitter": 1.5}, "RetryPolicy.jitter: must be finite and [0, 1], got 1.5"),
+        ({"multiplier": 0.5}, "RetryPolicy.multiplier: must be finite and >= 1, got 0.5"),
+        ({"initial_backoff": "1"}, "RetryPolicy.initial_backoff: expected a number, got '1'"),
+        (
+            {"initial_backoff": 3.0},
+            "RetryPolicy.initial_backoff (3) is above max_backoff (2)",
+        ),
+        ({"retry_timeouts": 1}, "RetryPolicy.retry_timeouts: expected a bool, got 1"),
+    ],
+)
+def test_retry_policy_values_are_checked(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        RetryPolicy(**kwargs)
+    assert str(info.value) == message
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "timeout: must be a finite number of seconds > 0, got 0"),
+        (-1.0, "timeout: must be a finite number of seconds > 0, got -1.0"),
+        (float("nan"), "timeout: must be a finite number of seconds > 0, got nan"),
+        ("5", "timeout: expected seconds as a number, got '5'"),
+        (None, "timeout: expected seconds as a number, got None"),
+    ],
+)
+def test_check_timeout(value: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check_timeout(value)
+    assert str(info.value) == message
 
 
 # --- task helpers -----------------------------------------------------------------------------
@@ -617,6 +724,11 @@ def test_text_array(items: list[str]) -> None:
     assert array.tolist() == [[b"h\xc3\xa9llo"], [b""], [b"b"]]
 
 
+def test_text_array_takes_any_iterable() -> None:
+    array = text_array(text for text in ["a", "b"])
+    assert array.tolist() == [[b"a"], [b"b"]]
+
+
 def test_text_array_of_nothing() -> None:
     array = text_array([])
     assert (array.shape, array.dtype) == ((0, 1), np.dtype(np.object_))
@@ -625,7 +737,13 @@ def test_text_array_of_nothing() -> None:
 @pytest.mark.parametrize(
     ("items", "message"),
     [
-        ("hello", "texts: expected a sequence of str, got a single str"),
+        ("hello", "texts: expected a sequence of str, got a single str; wrap it in a list"),
+        (b"hello", "texts: expected a sequence of str, got a single bytes; wrap it in a list"),
+        (42, "texts: expected a sequence of str, got int"),
+        (
+            ["a", "\ud800"],
+            "texts[1]: not encodable as UTF-8 (surrogates not allowed at character 0: '\\ud800')",
+        ),
         (["a", b"b"], "texts[1]: expected str, got bytes"),
         (["a", "b", None], "texts[2]: expected str, got NoneType"),
     ],
