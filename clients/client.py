@@ -11,8 +11,10 @@ client). ``close()`` releases every connection; a call after it raises ``ClientC
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -70,6 +72,13 @@ def not_in_index(model: str, names: Sequence[str]) -> ModelNotFoundError:
     return ModelNotFoundError(
         f"no model {model!r} in the server's repository (its models: {listed})", "404"
     )
+
+
+UNLOAD_POLL_SECONDS = 0.05
+
+
+def _unloading(index: Sequence[RepositoryModel], model: str) -> bool:
+    return any(entry.name == model and entry.state == "UNLOADING" for entry in index)
 
 
 class _Base:
@@ -389,7 +398,9 @@ class AsyncTritonClient(_Base):
         finally:
             self._forget(model)
 
-    async def unload_model(self, model: str, *, timeout: float | None = None) -> None:
+    async def unload_model(
+        self, model: str, *, timeout: float | None = None, wait: bool = True
+    ) -> None:
         names = [m.name for m in await self.repository_index(timeout=timeout)]
         if model not in names:
             raise not_in_index(model, names)
@@ -397,6 +408,14 @@ class AsyncTritonClient(_Base):
             lambda t: self._transport.unload(model, t), timeout, f"unload_model({model!r})"
         )
         self._forget(model)
+        seconds = self._seconds(timeout)
+        end = time.monotonic() + seconds
+        while wait and _unloading(await self.repository_index(timeout=seconds), model):
+            if time.monotonic() > end:
+                raise DeadlineExceeded(
+                    f"unload_model({model!r}) at {self.url}: still unloading after {seconds:g} s"
+                )
+            await asyncio.sleep(UNLOAD_POLL_SECONDS)
 
     async def model_info(self, model: str, version: str = "") -> ModelInfo:
         cached = self._models.get((model, version))

@@ -17,6 +17,7 @@ import http.client
 import socket
 import ssl as ssl_module
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,18 +91,45 @@ class HttpStream:
             self._pool.discard(connection)
 
 
+class _Connections:
+    """A pool's connections; closed by ``HttpPool.close()`` or when the pool is collected."""
+
+    def __init__(self) -> None:
+        self.idle: list[http.client.HTTPConnection] = []
+        self.busy: set[http.client.HTTPConnection] = set()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            connections = [*self.idle, *self.busy]
+            self.idle.clear()
+            self.busy.clear()
+        for connection in connections:
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
+            connection.close()
+
+
 class HttpPool:
-    """Keep-alive HTTP/1.1 connections to one server, shared by any number of threads."""
+    """Keep-alive HTTP/1.1 connections to one server, shared by any number of threads.
+
+    ``close()`` closes them all; a pool that is garbage-collected unclosed closes them too.
+    """
 
     def __init__(self, endpoint: Endpoint, what: str = "client") -> None:
         self.endpoint = endpoint
         self.url = endpoint.url.replace("grpc", "http", 1)
         self._what = what
-        self._idle: list[http.client.HTTPConnection] = []
-        self._busy: set[http.client.HTTPConnection] = set()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._state = _Connections()
+        self._idle = self._state.idle
+        self._busy = self._state.busy
+        self._lock = self._state.lock
         self._context = ssl_module.create_default_context() if endpoint.ssl else None
+        weakref.finalize(self, self._state.close)
 
     # -- borrowing and returning -----------------------------------------------------------
     def _new(self, timeout: float) -> http.client.HTTPConnection:
@@ -113,10 +141,10 @@ class HttpPool:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._state.closed
 
     def check_open(self) -> None:
-        if self._closed:
+        if self._state.closed:
             raise ClientClosedError(f"the {self._what} for {self.url} is closed")
 
     def _take(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
@@ -132,7 +160,11 @@ class HttpPool:
     def give_back(self, connection: http.client.HTTPConnection) -> None:
         with self._lock:
             self._busy.discard(connection)
-            if not self._closed and len(self._idle) < MAX_IDLE and connection.sock is not None:
+            if (
+                not self._state.closed
+                and len(self._idle) < MAX_IDLE
+                and connection.sock is not None
+            ):
                 self._idle.append(connection)
                 return
         connection.close()
@@ -221,17 +253,7 @@ class HttpPool:
 
     def close(self) -> None:
         """Close every connection; requests in flight fail, later ones raise."""
-        with self._lock:
-            self._closed = True
-            connections = [*self._idle, *self._busy]
-            self._idle.clear()
-            self._busy.clear()
-        for connection in connections:
-            sock = connection.sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in recv
-            connection.close()
+        self._state.close()
 
     @property
     def open_connections(self) -> int:
@@ -283,7 +305,9 @@ class AsyncHttpSession:
             # no session-wide timeout (aiohttp's default caps every request at 5 min, and
             # tritonclient's at 60 s): each request passes its own
             self._session = self._aiohttp.ClientSession(
-                timeout=self._aiohttp.ClientTimeout(total=None)
+                timeout=self._aiohttp.ClientTimeout(total=None),
+                headers={"Accept-Encoding": "identity"},  # tensors are not worth gzipping
+                auto_decompress=False,  # parse_response_body decodes what the server encoded
             )
         return self._session
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from clients.connections import AsyncHttpSession, HttpPool, HttpReply, LoopGuard
 from clients.core import WireTensor, wire_inputs
 from clients.endpoints import Endpoint, http_error, model_path, repository_path
-from clients.errors import ClientClosedError, ServerError
+from clients.errors import ClientClosedError, ClientError, ServerError
 
 __all__ = [
     "AsyncGrpcTransport",
@@ -72,12 +72,15 @@ def _infer_result(reply: HttpReply, outputs: Sequence[str]) -> Arrays:
     import tritonclient.http as httpclient
 
     length = reply.headers.get("inference-header-content-length")
-    result = httpclient.InferenceServerClient.parse_response_body(
-        reply.body,
-        header_length=int(length) if length is not None else None,
-        content_encoding=reply.headers.get("content-encoding"),
-    )
-    arrays = {name: result.as_numpy(name) for name in outputs}
+    try:
+        result = httpclient.InferenceServerClient.parse_response_body(
+            reply.body,
+            header_length=int(length) if length is not None else None,
+            content_encoding=reply.headers.get("content-encoding"),
+        )
+        arrays = {name: result.as_numpy(name) for name in outputs}
+    except Exception as exc:  # a reply we cannot read is not worth retrying
+        raise ClientError(f"the server's inference reply could not be read: {exc}") from exc
     missing = [name for name, array in arrays.items() if array is None]
     if missing:
         raise ServerError(f"the server's reply has no output(s) {missing}")

@@ -225,9 +225,10 @@ def test_embed_1000_texts_concurrently_in_order(
 ) -> None:
     texts = thousand_texts()
     for protocol in PROTOCOLS:
-        embedder = EmbeddingClient(TritonClient(url_for(server, protocol), protocol), concurrency=8)
-        vectors = embedder.embed(texts)
-        embedder.close()
+        with EmbeddingClient(
+            url_for(server, protocol), protocol=protocol, concurrency=8
+        ) as embedder:
+            vectors = embedder.embed(texts)
         assert vectors.shape == (1000, 384)
         assert vectors.dtype == np.float32
         np.testing.assert_allclose(vectors, one_by_one, atol=1e-5)
@@ -237,13 +238,9 @@ def test_async_embed_1000_texts_concurrently_in_order(
     server: LocalServer, one_by_one: np.ndarray
 ) -> None:
     async def run(protocol: str) -> np.ndarray:
-        embedder = AsyncEmbeddingClient(
-            AsyncTritonClient(url_for(server, protocol), protocol), concurrency=8
-        )
-        try:
+        async with AsyncTritonClient(url_for(server, protocol), protocol) as client:
+            embedder = AsyncEmbeddingClient(client, concurrency=8)
             return await embedder.embed(thousand_texts())
-        finally:
-            await embedder.close()
 
     for protocol in PROTOCOLS:
         np.testing.assert_allclose(asyncio.run(run(protocol)), one_by_one, atol=1e-5)
@@ -271,12 +268,11 @@ def test_classify_sync_and_async(server: LocalServer, tiny_classifier: Path) -> 
     texts = [f"good movie {i}" if i % 3 else f"bad service , very slow {i}" for i in range(20)]
     probs = reference_probabilities(tiny_classifier, texts)
     for protocol in PROTOCOLS:
-        classifier = ClassificationClient(
-            TritonClient(url_for(server, protocol), protocol), "sentiment"
-        )
-        assert classifier.labels() == LABELS
-        results = classifier.classify(texts)
-        classifier.close()
+        with ClassificationClient(
+            url_for(server, protocol), "sentiment", protocol=protocol
+        ) as classifier:
+            assert classifier.labels() == LABELS
+            results = classifier.classify(texts)
         assert [r.label for r in results] == [LABELS[i] for i in probs.argmax(axis=1)]
         for result, row in zip(results, probs, strict=True):
             assert list(result.scores) == LABELS
@@ -284,14 +280,11 @@ def test_classify_sync_and_async(server: LocalServer, tiny_classifier: Path) -> 
             assert result.score == result.scores[result.label]
 
         async def run(protocol: str = protocol) -> list[Any]:
-            aclassifier = AsyncClassificationClient(
-                AsyncTritonClient(url_for(server, protocol), protocol), "sentiment"
-            )
-            try:
+            async with AsyncClassificationClient(
+                url_for(server, protocol), "sentiment", protocol=protocol
+            ) as aclassifier:
                 assert await aclassifier.labels() == LABELS
                 return await aclassifier.classify(texts)
-            finally:
-                await aclassifier.close()
 
         assert [r.label for r in asyncio.run(run())] == [r.label for r in results]
 

@@ -96,11 +96,12 @@ def url(server: LocalServer, protocol: str) -> str:
 def test_error_after_two_chunks_raises_after_yielding_them(
     contract_server: LocalServer, protocol: str
 ) -> None:
-    client = GenerationClient(url(contract_server, protocol), "fake_llm", protocol)
-    stream = client.stream("fail later")
     received = []
-    with pytest.raises(ServerError) as caught:
-        for piece in stream:
+    with (
+        GenerationClient(url(contract_server, protocol), "fake_llm", protocol) as client,
+        pytest.raises(ServerError) as caught,
+    ):
+        for piece in client.stream("fail later"):
             received.append(piece)
     assert received == ["one ", "two "]
     assert "the engine fell over after two chunks" in str(caught.value)
@@ -122,10 +123,12 @@ def test_async_error_after_two_chunks(contract_server: LocalServer, protocol: st
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_generate_and_unknown_model(contract_server: LocalServer, protocol: str) -> None:
-    client = GenerationClient(url(contract_server, protocol), "fake_llm", protocol)
-    assert client.generate("hi").text == "echo: hi"
-    missing = GenerationClient(url(contract_server, protocol), "no_such_llm", protocol)
-    with pytest.raises(ModelNotFoundError):
+    with GenerationClient(url(contract_server, protocol), "fake_llm", protocol) as client:
+        assert client.generate("hi").text == "echo: hi"
+    with (
+        GenerationClient(url(contract_server, protocol), "no_such_llm", protocol) as missing,
+        pytest.raises(ModelNotFoundError),
+    ):
         missing.generate("hi")
 
     async def run() -> None:
@@ -140,6 +143,8 @@ def test_generate_and_unknown_model(contract_server: LocalServer, protocol: str)
 def test_a_slow_response_hits_the_per_call_timeout(
     contract_server: LocalServer, protocol: str
 ) -> None:
-    client = GenerationClient(url(contract_server, protocol), "fake_llm", protocol, timeout=1.0)
-    with pytest.raises(DeadlineExceeded):
-        list(client.stream("slow"))
+    with (
+        GenerationClient(url(contract_server, protocol), "fake_llm", protocol, timeout=1.0) as c,
+        pytest.raises(DeadlineExceeded),
+    ):
+        list(c.stream("slow"))
