@@ -87,10 +87,20 @@ def _infer_result(reply: HttpReply, outputs: Sequence[str]) -> Arrays:
     return arrays
 
 
-def _json(reply: HttpReply, url: str, model: str = "") -> Any:
+def _json(reply: HttpReply, url: str, model: str = "", *, required: bool = False) -> Any:
     if reply.status != 200:
         raise http_error(reply.status, reply.body, url, model)
-    return json.loads(reply.body) if reply.body else {}
+    if not reply.body and not required:
+        return {}
+    try:
+        return json.loads(reply.body)
+    except ValueError:
+        shown = reply.body[:100].decode("utf-8", "replace") or "an empty body"
+        raise ServerError(
+            f"{url} answered 200 with {shown!r}, not Triton's JSON; is this a Triton HTTP "
+            "endpoint (not the metrics port)?",
+            "200",
+        ) from None
 
 
 class HttpTransport:
@@ -104,7 +114,8 @@ class HttpTransport:
         return self._pool.url
 
     def _get(self, path: str, timeout: float, model: str = "") -> Any:
-        return _json(self._pool.request("GET", path, timeout=timeout), self.url + path, model)
+        reply = self._pool.request("GET", path, timeout=timeout)
+        return _json(reply, self.url + path, model, required=True)
 
     def _post(self, path: str, timeout: float, model: str = "") -> Any:
         reply = self._pool.request("POST", path, b"{}", timeout=timeout)
@@ -247,7 +258,8 @@ class AsyncHttpTransport:
         return await self._session.request(method, path, body, timeout=timeout)
 
     async def _json(self, method: str, path: str, timeout: float, model: str = "") -> Any:
-        return _json(await self._request(method, path, timeout), self.url + path, model)
+        reply = await self._request(method, path, timeout)
+        return _json(reply, self.url + path, model, required=method == "GET")
 
     async def _ok(self, path: str, timeout: float) -> bool:
         return (await self._request("GET", path, timeout)).status == 200
