@@ -73,14 +73,15 @@ CALLS = 300
 WARM_UP = 20
 
 
-def assert_flat(counts: list[int], start: int, after_close: int, what: str) -> None:
+def assert_flat(counts: list[int], start: int, after_close: int | None, what: str) -> None:
     steady = counts[WARM_UP:]
     print(
         f"{what}: fds at start {start}, after warm-up {counts[WARM_UP]}, "
         f"min {min(steady)} max {max(steady)}, after close {after_close}"
     )
     assert max(steady) - min(steady) <= 5, f"{what}: descriptors grew: {steady[:: CALLS // 10]}"
-    assert after_close <= start, f"{what}: {after_close - start} descriptors left after close()"
+    if after_close is not None:
+        assert after_close <= start, f"{what}: {after_close - start} descriptors left open"
 
 
 def warm(protocol: str, server: LocalServer) -> None:
@@ -104,8 +105,8 @@ def test_a_long_lived_sync_client_keeps_its_descriptors(server: LocalServer, pro
         for _ in range(CALLS):
             assert len(classifier.classify(batch)) == 20
             counts.append(open_fds())
-        classifier.close()
-        assert_flat(counts, start, open_fds(), f"{protocol} multi-chunk (before client close)")
+        classifier.close()  # its threads end; the lent client stays open
+        assert_flat(counts, start, None, f"{protocol} multi-chunk")
 
         counts = []
         for _ in range(CALLS):  # a thread-per-request server sharing one client
