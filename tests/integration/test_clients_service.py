@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -172,65 +173,92 @@ def small_repository(served_build: BuildResult, tmp_path_factory: pytest.TempPat
     return repo
 
 
+@dataclass
+class Outcome:
+    ok: bool
+    started: float  # seconds after the clock's zero
+    ended: float
+    detail: Any
+
+
+def start_all(
+    calls: dict[str, Callable[[], Any]], zero: float
+) -> tuple[dict[str, Outcome], list[threading.Thread]]:
+    """Each call in a thread of its own; ClientErrors are outcomes, not test failures."""
+    outcomes: dict[str, Outcome] = {}
+
+    def run(name: str, call: Callable[[], Any]) -> None:
+        started = time.monotonic() - zero
+        try:
+            result = call()
+            outcomes[name] = Outcome(True, started, time.monotonic() - zero, result)
+        except ClientError as exc:
+            outcomes[name] = Outcome(False, started, time.monotonic() - zero, exc)
+
+    workers = [threading.Thread(target=run, args=item) for item in calls.items()]
+    for worker in workers:
+        worker.start()
+    return outcomes, workers
+
+
+def join_all(workers: list[threading.Thread], timeout: float) -> None:
+    for worker in workers:
+        worker.join(timeout=timeout)
+
+
+def report(outcomes: dict[str, Outcome]) -> None:
+    for name, o in sorted(outcomes.items()):
+        state = "ok" if o.ok else "FAILED"
+        print(f"  {name}: started {o.started:.1f} s, {state} at {o.ended:.1f} s ({o.detail})")
+
+
+def sync_label(url: str, protocol: str, policy: RetryPolicy | None) -> Callable[[], Any]:
+    def call() -> Any:
+        with TritonClient(url, protocol, retry=policy) as client:  # type: ignore[arg-type]
+            return client.infer("sentiment", {"TEXT": [["good"]]})["LABEL"][0, 0]
+
+    return call
+
+
+def async_label(url: str, protocol: str, policy: RetryPolicy | None) -> Callable[[], Any]:
+    async def run() -> Any:
+        async with AsyncTritonClient(url, protocol, retry=policy) as client:  # type: ignore[arg-type]
+            return (await client.infer("sentiment", {"TEXT": [["good"]]}))["LABEL"][0, 0]
+
+    return lambda: asyncio.run(run())
+
+
 def test_calls_made_during_a_restart_reach_the_server_again(small_repository: Path) -> None:
     ports = Ports(*free_ports(3))
     first = LocalServer(small_repository, ports=ports)
     first.start()
     urls = {"http": first.http_url, "grpc": first.grpc_url}
-    for protocol, url in urls.items():  # clients that have talked to the first server
-        with TritonClient(url, protocol) as client:
+    for protocol, url in urls.items():  # the server answered before it went down
+        with TritonClient(url, protocol) as client:  # type: ignore[arg-type]
             assert client.is_ready()
     first.close()
     down_at = time.monotonic()
-    outcomes: dict[str, Any] = {}
-
-    def sync_call(name: str, protocol: str, policy: RetryPolicy | None) -> None:
-        started = time.monotonic() - down_at
-        try:
-            with TritonClient(urls[protocol], protocol, retry=policy) as client:
-                label = client.infer("sentiment", {"TEXT": [["good"]]})["LABEL"][0, 0]
-            outcomes[name] = ("ok", started, time.monotonic() - down_at, label)
-        except ClientError as exc:
-            outcomes[name] = ("failed", started, time.monotonic() - down_at, exc)
-
-    def async_call(name: str, protocol: str, policy: RetryPolicy | None) -> None:
-        async def run() -> Any:
-            async with AsyncTritonClient(urls[protocol], protocol, retry=policy) as client:
-                return (await client.infer("sentiment", {"TEXT": [["good"]]}))["LABEL"][0, 0]
-
-        started = time.monotonic() - down_at
-        try:
-            label = asyncio.run(run())
-            outcomes[name] = ("ok", started, time.monotonic() - down_at, label)
-        except ClientError as exc:
-            outcomes[name] = ("failed", started, time.monotonic() - down_at, exc)
-
-    workers = []
-    for policy_name, policy in (("default", None), ("readme", README_POLICY)):
-        for protocol in PROTOCOLS:
-            for flavour, target in (("sync", sync_call), ("async", async_call)):
-                name = f"{flavour}-{protocol}-{policy_name}"
-                workers.append(threading.Thread(target=target, args=(name, protocol, policy)))
-    for worker in workers:
-        worker.start()
-    # down for 5 s, then back on the same ports
-    while time.monotonic() - down_at < 5.0:
+    calls = {
+        f"{flavour}-{protocol}-{policy_name}": make(urls[protocol], protocol, policy)
+        for policy_name, policy in (("default", None), ("readme", README_POLICY))
+        for protocol in PROTOCOLS
+        for flavour, make in (("sync", sync_label), ("async", async_label))
+    }
+    outcomes, workers = start_all(calls, down_at)
+    while time.monotonic() - down_at < 5.0:  # down for 5 s, then back on the same ports
         time.sleep(0.1)
     second = LocalServer(small_repository, ports=ports)
     try:
         second.start()
         up_at = time.monotonic() - down_at
-        for worker in workers:
-            worker.join(timeout=120)
+        join_all(workers, timeout=120)
     finally:
         second.close()
     print(f"server down at 0.0 s, ready again at {up_at:.1f} s")
-    for name, (state, started, ended, detail) in sorted(outcomes.items()):
-        print(f"  {name}: started {started:.1f} s, {state} at {ended:.1f} s ({detail})")
-    assert len(outcomes) == 8
-    failed = {name: o for name, o in outcomes.items() if o[0] != "ok"}
-    assert failed == {}
-    assert all(o[1] < 5.0 for o in outcomes.values())  # every call was made during the outage
+    report(outcomes)
+    assert sorted(outcomes) == sorted(calls)
+    assert [name for name, o in outcomes.items() if not o.ok] == []
+    assert all(o.started < 5.0 for o in outcomes.values())  # all made during the outage
 
 
 # --- timeouts: not retried, not cut ----------------------------------------------------------
@@ -320,9 +348,9 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
     )
     llm_config = render_vllm(plan_vllm(spec.models[0]), "models.yaml")["slow_llm"]
     (repo / "slow_llm" / "1").mkdir(parents=True)
-    (repo / "slow_llm" / "config.pbtxt").write_text(
-        llm_config.replace('backend: "vllm"', 'backend: "python"')
-    )
+    # two instances: the HTTP and gRPC generations run side by side
+    llm_config = llm_config.replace('backend: "vllm"', 'backend: "python"')
+    (repo / "slow_llm" / "config.pbtxt").write_text(llm_config.replace("count: 1", "count: 2"))
     (repo / "slow_llm" / "1" / "model.py").write_text(SLOW_LLM)
     args = ("--model-control-mode=explicit", "--load-model=slow", "--load-model=slow_llm")
     with LocalServer(repo, extra_args=args) as running:
@@ -358,63 +386,49 @@ def test_a_timed_out_infer_is_sent_once_and_raises_at_once(
         assert executions(slow_server, "slow") == before + 2
 
 
+def sync_load(url: str, protocol: str, model: str) -> Callable[[], Any]:
+    def call() -> bool:
+        with TritonClient(url, protocol) as client:  # type: ignore[arg-type]
+            client.load_model(model, timeout=120)
+            return client.is_model_ready(model)
+
+    return call
+
+
+def async_load(url: str, protocol: str, model: str) -> Callable[[], Any]:
+    async def load() -> bool:
+        async with AsyncTritonClient(url, protocol) as client:  # type: ignore[arg-type]
+            await client.load_model(model, timeout=120)
+            return await client.is_model_ready(model)
+
+    return lambda: asyncio.run(load())
+
+
+def slow_generation(url: str, protocol: str) -> Callable[[], Any]:
+    def call() -> str:
+        with GenerationClient(url, "slow_llm", protocol) as llm:  # type: ignore[arg-type]
+            return llm.generate("sleep 35").text  # the default timeout, 120 s
+
+    return call
+
+
 def test_a_load_longer_than_the_default_deadline_succeeds(slow_server: LocalServer) -> None:
     """load_model(timeout=120) of a model that loads in 40 s, in all four modes at once, and
     GenerationClient's default timeout (120 s) on a 35 s generation over both protocols."""
-    outcomes: dict[str, Any] = {}
-
-    def run(name: str, call: Callable[[], Any]) -> None:
-        started = time.monotonic()
-        try:
-            outcomes[name] = ("ok", time.monotonic() - started, call())
-        except ClientError as exc:
-            outcomes[name] = ("failed", time.monotonic() - started, exc)
-
-    def sync_load(protocol: str) -> Callable[[], Any]:
-        def call() -> bool:
-            with TritonClient(url_for(slow_server, protocol), protocol) as client:
-                client.load_model(f"load_sync_{protocol}", timeout=120)
-                return client.is_model_ready(f"load_sync_{protocol}")
-
-        return call
-
-    def async_load(protocol: str) -> Callable[[], Any]:
-        async def load() -> bool:
-            async with AsyncTritonClient(url_for(slow_server, protocol), protocol) as client:
-                await client.load_model(f"load_async_{protocol}", timeout=120)
-                return await client.is_model_ready(f"load_async_{protocol}")
-
-        return lambda: asyncio.run(load())
-
-    def generate(protocol: str) -> Callable[[], Any]:
-        def call() -> str:
-            with GenerationClient(url_for(slow_server, protocol), "slow_llm", protocol) as llm:
-                return llm.generate("sleep 35").text
-
-        return call
-
-    workers = [
-        threading.Thread(target=run, args=(f"load sync {p}", sync_load(p))) for p in PROTOCOLS
-    ]
-    workers += [
-        threading.Thread(target=run, args=(f"load async {p}", async_load(p))) for p in PROTOCOLS
-    ]
-    workers += [
-        threading.Thread(target=run, args=(f"generate {p}", generate(p))) for p in PROTOCOLS
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=300)
-    for name, (state, elapsed, detail) in sorted(outcomes.items()):
-        print(f"  {name}: {state} after {elapsed:.1f} s ({detail})")
-    assert {name: o[0] for name, o in outcomes.items()} == {
-        **{f"load {f} {p}": "ok" for f in ("sync", "async") for p in PROTOCOLS},
-        **{f"generate {p}": "ok" for p in PROTOCOLS},
-    }
-    assert all(o[2] is True for n, o in outcomes.items() if n.startswith("load"))
-    assert all(o[2] == "slept 35" for n, o in outcomes.items() if n.startswith("generate"))
-    assert all(o[1] > 30 for o in outcomes.values())  # each outlived the default deadline
+    calls: dict[str, Callable[[], Any]] = {}
+    for protocol in PROTOCOLS:
+        url = url_for(slow_server, protocol)
+        calls[f"load sync {protocol}"] = sync_load(url, protocol, f"load_sync_{protocol}")
+        calls[f"load async {protocol}"] = async_load(url, protocol, f"load_async_{protocol}")
+        calls[f"generate {protocol}"] = slow_generation(url, protocol)
+    outcomes, workers = start_all(calls, time.monotonic())
+    join_all(workers, timeout=300)
+    report(outcomes)
+    assert sorted(outcomes) == sorted(calls)
+    assert [name for name, o in outcomes.items() if not o.ok] == []
+    assert all(o.detail is True for n, o in outcomes.items() if n.startswith("load"))
+    assert all(o.detail == "slept 35" for n, o in outcomes.items() if n.startswith("generate"))
+    assert all(o.ended > 30 for o in outcomes.values())  # each outlived the default deadline
 
 
 # --- lending, loops, closing -----------------------------------------------------------------
