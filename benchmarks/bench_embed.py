@@ -37,10 +37,10 @@ def main() -> int:
             client = TritonClient(url, protocol)
             client.infer("minilm", {"TEXT": [["warm up"]]})
             for concurrency in (1, 4, 8):
-                embedder = EmbeddingClient(client, "minilm", concurrency=concurrency)
-                started = time.perf_counter()
-                embedder.embed(batch)
-                seconds = time.perf_counter() - started
+                with EmbeddingClient(client, "minilm", concurrency=concurrency) as embedder:
+                    started = time.perf_counter()
+                    embedder.embed(batch)
+                    seconds = time.perf_counter() - started
                 print(
                     f"{protocol:4}  embed({args.texts}) concurrency {concurrency}: "
                     f"{seconds:6.2f} s  {args.texts / seconds:7.0f} texts/s"

@@ -107,6 +107,8 @@ class HttpTransport:
     """HTTP/1.1 through a keep-alive pool that any number of threads share."""
 
     def __init__(self, endpoint: Endpoint) -> None:
+        import tritonclient.http  # noqa: F401  (its wire helpers, loaded once up front)
+
         self._pool = HttpPool(endpoint)
 
     @property
@@ -247,6 +249,8 @@ class AsyncHttpTransport:
     """aiohttp, one session made in the loop of the first call (and bound to it)."""
 
     def __init__(self, endpoint: Endpoint) -> None:
+        import tritonclient.http  # noqa: F401  (its wire helpers; imported here, not in the loop)
+
         self._session = AsyncHttpSession(endpoint)
 
     @property

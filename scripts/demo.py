@@ -15,7 +15,7 @@ import numpy as np
 from builder.serve import LocalServer
 from builder.sources import resolve_source
 from builder.spec import load_spec
-from clients import EmbeddingClient, TritonClient
+from clients import EmbeddingClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -35,7 +35,7 @@ def main() -> int:
         # the typed clients from clients/, as application code would use them
         with EmbeddingClient(server.http_url, model.name) as http:
             via_http = http.embed(TEXTS)
-        with EmbeddingClient(TritonClient(server.grpc_url, "grpc"), model.name) as grpc:
+        with EmbeddingClient(server.grpc_url, model.name, protocol="grpc") as grpc:
             via_grpc = grpc.embed(TEXTS)
 
     from sentence_transformers import SentenceTransformer
