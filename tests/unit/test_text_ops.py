@@ -78,8 +78,8 @@ def test_embed_without_normalize_returns_the_pooled_vector() -> None:
 
 def test_embed_rejects_unknown_pooling() -> None:
     hidden = np.zeros((1, 1, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"^unknown pooling 'max'$"):
-        text_ops.embed(hidden, np.ones((1, 1), dtype=np.int64), "max", True)
+    with pytest.raises(ValueError, match=r"^unknown pooling 'weighted'; known: cls, lasttoken"):
+        text_ops.embed(hidden, np.ones((1, 1), dtype=np.int64), "weighted", True)
 
 
 # --- classification -------------------------------------------------------------------------
@@ -235,3 +235,28 @@ def test_configure_tokenizer_on_a_saved_tokenizer_json(vocab_file: Path) -> None
 def test_write_tokenizer_saves_the_whole_vocabulary(vocab_file: Path) -> None:
     saved = json.loads((vocab_file.parent / "tokenizer.json").read_text(encoding="utf-8"))
     assert len(saved["model"]["vocab"]) == len(vocab_file.read_text().splitlines())
+
+
+@pytest.mark.parametrize("pooling", text_ops.POOLINGS)
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_pool_equals_sentence_transformers_pooling(pooling: str, padding_side: str) -> None:
+    """Each served pooling mode against sentence-transformers' own Pooling module."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    rng = np.random.default_rng(7)
+    hidden = rng.normal(size=(4, 9, 6)).astype(np.float32)
+    lengths = [9, 5, 1, 3]
+    mask = np.zeros((4, 9), dtype=np.int64)
+    for row, length in enumerate(lengths):
+        if padding_side == "right":
+            mask[row, :length] = 1
+        else:
+            mask[row, 9 - length :] = 1
+    module = Pooling(6, pooling_mode=pooling)
+    features = {
+        "token_embeddings": torch.from_numpy(hidden),
+        "attention_mask": torch.from_numpy(mask),
+    }
+    expected = module(features)["sentence_embedding"].numpy()
+    np.testing.assert_allclose(text_ops.pool(hidden, mask, pooling), expected, atol=1e-6)
