@@ -54,9 +54,13 @@ def mean_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     return (summed / counts).astype(np.float32)
 
 
-def cls_pool(hidden: FloatArray) -> FloatArray:
-    """The first token's vector: [batch, seq, dim] -> [batch, dim]."""
-    return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
+    """The first unpadded token's vector: [batch, seq, dim] -> [batch, dim]."""
+    if mask is None:
+        return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+    first = mask.astype(bool).argmax(axis=1)
+    rows = np.arange(hidden.shape[0])
+    return np.ascontiguousarray(hidden[rows, first, :], dtype=np.float32)
 
 
 def max_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
@@ -90,7 +94,7 @@ def pool(hidden: FloatArray, mask: IntArray, pooling: str) -> FloatArray:
     if pooling == "mean":
         return mean_pool(hidden, mask)
     if pooling == "cls":
-        return cls_pool(hidden)
+        return cls_pool(hidden, mask)
     if pooling == "max":
         return max_pool(hidden, mask)
     if pooling == "mean_sqrt_len_tokens":
