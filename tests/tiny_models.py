@@ -66,6 +66,45 @@ def _config(model_type: str, num_labels: int, id2label: dict[int, str] | None) -
         return transformers.DistilBertConfig(
             dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=512, **common
         )
+    layers = {
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 37,
+    }
+    ends = {"bos_token_id": 2, "eos_token_id": 3}
+    if model_type == "xlm-roberta":
+        return transformers.XLMRobertaConfig(
+            max_position_embeddings=520, type_vocab_size=1, **ends, **layers, **common
+        )
+    if model_type == "mpnet":
+        return transformers.MPNetConfig(max_position_embeddings=520, **ends, **layers, **common)
+    if model_type == "deberta-v2":
+        return transformers.DebertaV2Config(
+            max_position_embeddings=512,
+            type_vocab_size=0,
+            relative_attention=True,
+            position_buckets=32,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            **layers,
+            **common,
+        )
+    if model_type == "electra":
+        return transformers.ElectraConfig(
+            embedding_size=16, max_position_embeddings=512, **layers, **common
+        )
+    if model_type == "modernbert":
+        return transformers.ModernBertConfig(
+            max_position_embeddings=512,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+            cls_token_id=2,
+            sep_token_id=3,
+            **ends,
+            **layers,
+            **common,
+        )
     raise ValueError(f"no tiny config for {model_type!r}")
 
 
