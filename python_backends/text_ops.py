@@ -51,7 +51,7 @@ def mean_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     weights = mask.astype(np.float32)[:, :, None]
     summed = (hidden.astype(np.float32) * weights).sum(axis=1)
     counts = np.clip(weights.sum(axis=1), 1e-9, None)
-    return (summed / counts).astype(np.float32)
+    return np.asarray(summed / counts, dtype=np.float32)
 
 
 def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
@@ -66,7 +66,7 @@ def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
 def max_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     """Per dimension, the largest value over tokens where ``mask`` is 1."""
     masked = np.where(mask[:, :, None].astype(bool), hidden.astype(np.float32), np.float32(-1e9))
-    return masked.max(axis=1).astype(np.float32)
+    return np.asarray(masked.max(axis=1), dtype=np.float32)
 
 
 def mean_sqrt_len_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
@@ -74,7 +74,7 @@ def mean_sqrt_len_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     weights = mask.astype(np.float32)[:, :, None]
     summed = (hidden.astype(np.float32) * weights).sum(axis=1)
     counts = np.clip(weights.sum(axis=1), 1e-9, None)
-    return (summed / np.sqrt(counts)).astype(np.float32)
+    return np.asarray(summed / np.sqrt(counts), dtype=np.float32)
 
 
 def last_token_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
@@ -106,7 +106,7 @@ def pool(hidden: FloatArray, mask: IntArray, pooling: str) -> FloatArray:
 
 def l2_normalize(vectors: FloatArray) -> FloatArray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return np.asarray(vectors / np.clip(norms, 1e-12, None), dtype=np.float32)
 
 
 def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> FloatArray:
@@ -118,7 +118,7 @@ def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> 
 def softmax(logits: FloatArray) -> FloatArray:
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
 def classify(

@@ -54,9 +54,54 @@ def mean_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     return (summed / counts).astype(np.float32)
 
 
-def cls_pool(hidden: FloatArray) -> FloatArray:
-    """The first token's vector: [batch, seq, dim] -> [batch, dim]."""
-    return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
+    """The first unpadded token's vector: [batch, seq, dim] -> [batch, dim]."""
+    if mask is None:
+        return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+    first = mask.astype(bool).argmax(axis=1)
+    rows = np.arange(hidden.shape[0])
+    return np.ascontiguousarray(hidden[rows, first, :], dtype=np.float32)
+
+
+def max_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
+    """Per dimension, the largest value over tokens where ``mask`` is 1."""
+    masked = np.where(mask[:, :, None].astype(bool), hidden.astype(np.float32), np.float32(-1e9))
+    return masked.max(axis=1).astype(np.float32)
+
+
+def mean_sqrt_len_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
+    """The sum of token vectors where ``mask`` is 1, divided by the square root of their count."""
+    weights = mask.astype(np.float32)[:, :, None]
+    summed = (hidden.astype(np.float32) * weights).sum(axis=1)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    return (summed / np.sqrt(counts)).astype(np.float32)
+
+
+def last_token_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
+    """The vector of the last token where ``mask`` is 1 (right or left padding alike)."""
+    flipped = mask[:, ::-1].astype(bool)
+    last = mask.shape[1] - 1 - flipped.argmax(axis=1)
+    rows = np.arange(hidden.shape[0])
+    return np.ascontiguousarray(hidden[rows, last, :], dtype=np.float32)
+
+
+# sentence-transformers' pooling modes this module serves (1_Pooling/config.json names)
+POOLINGS = ("cls", "lasttoken", "max", "mean", "mean_sqrt_len_tokens")
+
+
+def pool(hidden: FloatArray, mask: IntArray, pooling: str) -> FloatArray:
+    """One vector per text: ``pooling`` is one of ``POOLINGS``."""
+    if pooling == "mean":
+        return mean_pool(hidden, mask)
+    if pooling == "cls":
+        return cls_pool(hidden, mask)
+    if pooling == "max":
+        return max_pool(hidden, mask)
+    if pooling == "mean_sqrt_len_tokens":
+        return mean_sqrt_len_pool(hidden, mask)
+    if pooling == "lasttoken":
+        return last_token_pool(hidden, mask)
+    raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
 
 
 def l2_normalize(vectors: FloatArray) -> FloatArray:
@@ -66,12 +111,7 @@ def l2_normalize(vectors: FloatArray) -> FloatArray:
 
 def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> FloatArray:
     """Sentence embeddings from token states, as sentence-transformers computes them."""
-    if pooling == "mean":
-        pooled = mean_pool(hidden, mask)
-    elif pooling == "cls":
-        pooled = cls_pool(hidden)
-    else:
-        raise ValueError(f"unknown pooling {pooling!r}")
+    pooled = pool(hidden, mask, pooling)
     return l2_normalize(pooled) if normalize else pooled
 
 
