@@ -122,8 +122,7 @@ def test_report_metrics_false() -> None:
 def test_batching_and_encoder_keys_are_rejected_with_the_reason(key: str, reason: str) -> None:
     text = SPEC.replace("    backend: vllm\n", f"    backend: vllm\n    {key}\n")
     message = spec_error(text)
-    assert "models.yaml: invalid spec" in message
-    assert "models[0] (model 'llm')" in message
+    assert "models.yaml: models[0] (model 'llm'): " in message
     assert reason in message
 
 
