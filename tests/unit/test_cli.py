@@ -88,7 +88,7 @@ def existing_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "out" / "repo"
     (repo / "minilm" / "1").mkdir(parents=True)
     (repo / "minilm" / "config.pbtxt").write_bytes(b'name: "minilm"\n\x00binary\xff\n')
-    (repo / "manifest.json").write_text('{"format": 1}\n')
+    (repo / "manifest.json").write_text('{"format": "triton-pack-repository/1"}\n')
     return repo
 
 
@@ -104,8 +104,7 @@ def test_bad_spec_returns_1_and_leaves_the_output_alone(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        f"error: {spec}: invalid spec\n"
-        "  models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
+        f"error: {spec}: models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
     )
     assert snapshot(tmp_path / "out") == before
 
@@ -122,7 +121,8 @@ def test_failing_build_returns_1_and_leaves_the_output_alone(
 
     err = capsys.readouterr().err
     assert err == (
-        f"error: models: minilm: source folder {(tmp_path / 'missing').resolve()} does not exist\n"
+        f"error: {spec}: models[0].source (model 'minilm'): "
+        f"folder {(tmp_path / 'missing').resolve()} does not exist\n"
     )
     assert snapshot(tmp_path / "out") == before  # no staging folder left beside it either
 
