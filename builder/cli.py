@@ -195,11 +195,16 @@ def _serve(args: argparse.Namespace) -> int:
         model_control=args.model_control,
         extra_args=tuple(args.tritonserver_args),
         log_path=args.log_file,
+        keep_log=args.keep_log,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        # further signals must not cut the shutdown short (it is bounded: see LocalServer.stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         print(f"starting tritonserver on {args.repository} (log: {server.log_path})", flush=True)
@@ -213,10 +218,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
         return code or 1
     except KeyboardInterrupt:
-        print("stopping tritonserver", file=sys.stderr)
+        print("stopping tritonserver", file=sys.stderr, flush=True)
         return 0
     finally:
         server.close()
+        if server.log_kept and server.log_path.exists():
+            print(f"tritonserver log kept: {server.log_path}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -252,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nvidia-pytriton wheel, with triton-pack's Python stand-ins for backends the "
             "server lacks (onnxruntime). Prints one line with the URLs when every model is "
             "ready; if a model fails to load, prints Triton's error and exits 1. "
+            "Ctrl-C or SIGTERM stops the server and its stubs within 10 s (exit 0). "
             "Arguments after `--` go to tritonserver unchanged."
         ),
     )
@@ -267,7 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="explicit: load all models at start and allow load/unload over the API",
     )
     serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for ready")
-    serve.add_argument("--log-file", type=Path, default=None, help="tritonserver's log")
+    serve.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="write tritonserver's log here and keep it (default: a temporary file, kept "
+        "only after a failure or with --keep-log)",
+    )
+    serve.add_argument(
+        "--keep-log", action="store_true", help="keep the temporary log after a clean stop"
+    )
+    _add_debug(serve)
     serve.set_defaults(func=_serve)
 
     words = list(sys.argv[1:] if argv is None else argv)

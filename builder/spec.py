@@ -328,6 +328,10 @@ def parse_spec(text: str, path: Path) -> Spec:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

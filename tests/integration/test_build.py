@@ -84,6 +84,9 @@ def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
     # parity ran on shapes unlike the export example (batch 2, length 8, unpadded)
     assert parity["cases"][0] == "batch 3, lengths [13, 7, 1]"
     assert parity["cases"][2] == "batch 1, lengths [64]"
+    # and on real text tokenized as served: the built-in samples, the longest cut at 64
+    assert parity["cases"][3].startswith("texts: batch 7, lengths [")
+    assert parity["cases"][3].endswith(", 64]")
     onnx_files = sorted(p.name for p in (result.repository / "tiny_onnx" / "1").iterdir())
     assert onnx_files == ["model.onnx", "model.onnx.data"]
     config = (result.repository / "tiny_onnx" / "config.pbtxt").read_text()
@@ -108,15 +111,25 @@ def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(
     assert sorted(p.name for p in built.parent.iterdir()) == ["models.yaml", "repo"]
 
 
-def test_allow_parity_failure_builds_and_records_the_failure(built: Path) -> None:
+def test_allow_parity_failure_builds_says_so_and_exits_3(
+    built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     built.write_text(
         built.read_text() + "    export: {atol: 1.0e-12, allow_parity_failure: true}\n"
     )
-    assert build_repo_main([str(built), "-q"]) == 0
+    assert build_repo_main([str(built), "-q"]) == 3
+    out, err = capsys.readouterr()
+    assert out.endswith("1 model(s), 1 exported (tiny); PARITY FAILED: tiny\n")
+    # -q keeps the warning
+    assert err.startswith("warning: model 'tiny' was built although its ONNX export differs")
+    assert "allowed by export.allow_parity_failure" in err
     manifest = json.loads((built.parent / "repo" / "manifest.json").read_text())
     parity = manifest["models"]["tiny"]["parity"]
     assert parity["passed"] is False
     assert parity["max_abs_diff"] > 1e-12
+    # the command line may accept it too (the manifest still records the failure)
+    assert build_repo_main([str(built), "-q", "--allow-parity-failure"]) == 0
+    assert "PARITY FAILED: tiny" in capsys.readouterr().out
 
 
 BAD_ENTRIES = [

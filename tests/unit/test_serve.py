@@ -246,6 +246,7 @@ def test_urls_and_command(server: LocalServer, tmp_path: Path) -> None:
         "--grpc-port=18001",
         "--metrics-port=18002",
         "--allow-metrics=true",
+        "--exit-timeout-secs=3",
     ]
 
 
@@ -261,7 +262,7 @@ def test_command_explicit_model_control_and_extra_args(
 
 
 def test_start_without_a_repository(server: LocalServer) -> None:
-    with pytest.raises(ServeError, match=r"repo: no such model repository$"):
+    with pytest.raises(ServeError, match=r"repo: no such model repository; run `build-repo SPEC`"):
         server.start(timeout=1)
 
 
