@@ -55,32 +55,45 @@ def _check_positions(spec: Spec, model: ModelSpec, architecture: Architecture, h
         )
 
 
-def _load_tokenizer(directory: Path) -> Any:
+def _vocabulary(directory: Path) -> tuple[dict[str, int], set[str]]:
+    """(token -> id, special tokens) of the source's tokenizer; fast when tokenizer.json exists.
+
+    Without tokenizer.json, transformers must convert the files into a fast tokenizer
+    (the build does the same conversion when it writes the tokenizer model).
+    """
     present = [name for name in TOKENIZER_FILES if (directory / name).is_file()]
     if not present:
         raise SourceError(
             f"{directory} has no tokenizer files (none of {', '.join(TOKENIZER_FILES)}); "
             "save the tokenizer beside the model: tokenizer.save_pretrained(folder)"
         )
+    if "tokenizer.json" in present:
+        from tokenizers import Tokenizer
+
+        try:
+            loaded = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception for a broken file
+            raise SourceError(f"{directory}/tokenizer.json cannot be read: {exc}") from None
+        special = {t.content for t in loaded.get_added_tokens_decoder().values() if t.special}
+        return loaded.get_vocab(with_added_tokens=True), special
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(directory))
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
     except Exception as exc:  # transformers raises many types for a broken tokenizer folder
         raise SourceError(
             f"cannot load the tokenizer in {directory}: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def _check_tokenizer(directory: Path, vocab_size: int) -> None:
-    tokenizer = _load_tokenizer(directory)
     if not getattr(tokenizer, "is_fast", False):
         raise SourceError(
             f"the tokenizer in {directory} has no fast (tokenizers) version; "
             "Triton's tokenizer model needs tokenizer.json"
         )
-    vocab: dict[str, int] = tokenizer.get_vocab()
-    special = set(tokenizer.all_special_tokens)
+    return tokenizer.get_vocab(), set(tokenizer.all_special_tokens)
+
+
+def _check_tokenizer(directory: Path, vocab_size: int) -> None:
+    vocab, special = _vocabulary(directory)
     if not any(token not in special for token in vocab):
         raise SourceError(
             f"the tokenizer in {directory} holds only its {len(vocab)} special "
@@ -94,8 +107,6 @@ def _check_tokenizer(directory: Path, vocab_size: int) -> None:
             f"{len(vocab)} tokens with ids up to {top}, but the model's config.json has "
             f"vocab_size {vocab_size}; use the tokenizer the model was trained with"
         )
-    if tokenizer.pad_token is None or tokenizer.pad_token_id is None:
-        raise SourceError(f"the tokenizer in {directory} defines no pad token")
 
 
 def check_inputs(spec: Spec, model: ModelSpec, source: ResolvedSource) -> dict[str, Any]:

@@ -42,11 +42,26 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config = json.loads((root / folder / "config.json").read_text())
         config.update(changes)
         (root / folder / "config.json").write_text(json.dumps(config))
+    _only_specials(good, root / "onlyspecial")
+    vocabtxt = root / "vocabtxt"  # no tokenizer.json: transformers converts vocab.txt
+    shutil.copytree(good, vocabtxt)
+    (vocabtxt / "tokenizer.json").unlink()
     noconfig = root / "noconfig"
     shutil.copytree(good, noconfig)
     (noconfig / "config.json").unlink()
     (root / "weights.safetensors").write_bytes(b"not a folder")
     return root
+
+
+def _only_specials(good: Path, folder: Path) -> None:
+    """What transformers 5 makes of a folder without tokenizer files: 5 special tokens."""
+    from tokenizers import Tokenizer, models
+
+    shutil.copytree(good, folder)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(specials)}, "[UNK]"))
+    tokenizer.add_special_tokens(specials)
+    tokenizer.save(str(folder / "tokenizer.json"))
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,9 @@ MISTAKES: dict[str, Mistake] = {
         ("<spec>: ", "collides with models[0]"),
     ),
     "unsafe name": Mistake(
-        entry(name="'../up'"), build(), ("<spec>: models[0].name (model '../up'): unsafe model name",)
+        entry(name="'../up'"),
+        build(),
+        ("<spec>: models[0].name (model '../up'): unsafe model name",),
     ),
     "duplicate YAML key": Mistake(
         GOOD + "repository: again\n", build(), ("<spec>: duplicate key 'repository' at line 4",)
@@ -174,6 +191,11 @@ MISTAKES: dict[str, Mistake] = {
             "notok has no tokenizer files",
             "tokenizer.save_pretrained(folder)",
         ),
+    ),
+    "tokenizer of only special tokens": Mistake(
+        entry(source="MODELS/onlyspecial"),
+        build(),
+        ("<spec>: models[0].source (model 'tiny'): ", "holds only its 5 special tokens"),
     ),
     "tokenizer of another model": Mistake(
         entry(source="MODELS/smallvocab"),
@@ -327,3 +349,13 @@ def test_bad_inputs_fail_fast_from_a_fresh_process(project: Project, source: str
     assert "(model 'tiny')" in result.stderr
     assert not (project.root / "out").exists()
     assert seconds < 5.0, f"{seconds:.1f}s"
+
+
+def test_a_vocab_txt_without_tokenizer_json_passes_the_checks(project: Project) -> None:
+    from builder.inputs import check_inputs
+    from builder.sources import resolve_source
+    from builder.spec import load_spec
+
+    spec = load_spec(project.write(entry(source="MODELS/vocabtxt")))
+    config = check_inputs(spec, spec.models[0], resolve_source(spec.models[0], spec))
+    assert config["model_type"] == "bert"
