@@ -230,7 +230,9 @@ def test_failed_export_of_a_second_model_keeps_the_first_build(
         built.read_text() + f"  - {{name: other, task: text-embedding, source: {missing}}}\n"
     )
     assert build_repo_main([str(built)]) == 1
-    assert "source folder" in capsys.readouterr().err
+    assert f"models[1].source (model 'other'): folder {missing} does not exist" in (
+        capsys.readouterr().err
+    )
     assert snapshot(repo) == before
     shutil.rmtree(repo)
 
