@@ -99,7 +99,10 @@ def entry(**keys: object) -> str:
 
 
 GOOD = entry()
-LLM = "repository: out\nmodels:\n  - {name: llm, task: text-generation, backend: vllm, engine: {model: m, %s}}\n"
+LLM = (
+    "repository: out\nmodels:\n"
+    "  - {name: llm, task: text-generation, backend: vllm, engine: {model: m, %s}}\n"
+)
 
 Setup = Callable[[Project], list[str]]
 
@@ -170,7 +173,8 @@ MISTAKES: dict[str, Mistake] = {
         entry(source="package:no_such_pkg/model"),
         build(),
         (
-            "<spec>: models[0].source (model 'tiny'): 'package:no_such_pkg/model': Python package 'no_such_pkg' is not installed",
+            "<spec>: models[0].source (model 'tiny'): 'package:no_such_pkg/model': ",
+            "Python package 'no_such_pkg' is not installed",
         ),
     ),
     "package folder missing": Mistake(
@@ -206,21 +210,24 @@ MISTAKES: dict[str, Mistake] = {
         entry(max_sequence_length=1000),
         build(),
         (
-            "<spec>: models[0].max_sequence_length (model 'tiny'): 1000 tokens is more than the model supports (512",
+            "<spec>: models[0].max_sequence_length (model 'tiny'): ",
+            "1000 tokens is more than the model supports (512",
         ),
     ),
     "revision on a local source": Mistake(
         entry(revision="main"),
         build(),
         (
-            "<spec>: models[0].revision (model 'tiny'): revision applies only to Hugging Face Hub sources",
+            "<spec>: models[0].revision (model 'tiny'): ",
+            "revision applies only to Hugging Face Hub sources",
         ),
     ),
     "unsupported architecture": Mistake(
         entry(source="MODELS/electra"),
         build(),
         (
-            "<spec>: models[0].source (model 'tiny'): architecture 'electra' is not supported for export; supported: bert, distilbert, roberta",
+            "<spec>: models[0].source (model 'tiny'): architecture 'electra' is not supported ",
+            "for export; supported: bert, distilbert, roberta",
         ),
     ),
     "-o .": Mistake(
@@ -242,7 +249,8 @@ MISTAKES: dict[str, Mistake] = {
         GOOD,
         build("-o", "data"),
         (
-            "refusing to write the repository to <root>/data: it is not empty and was not made by triton-pack (no manifest.json); it holds notes.txt",
+            "refusing to write the repository to <root>/data: it is not empty and was not ",
+            "made by triton-pack (no manifest.json); it holds notes.txt",
         ),
     ),
     "-o at a file": Mistake(
@@ -259,7 +267,8 @@ MISTAKES: dict[str, Mistake] = {
         LLM % "max_model_len: lots",
         build(),
         (
-            "<spec>: models[0].engine (model 'llm'): vLLM engine argument 'max_model_len' must be int",
+            "<spec>: models[0].engine (model 'llm'): ",
+            "vLLM engine argument 'max_model_len' must be int",
             'got "lots"',
         ),
     ),
@@ -306,7 +315,7 @@ def test_user_mistake_is_one_line_exit_1_and_writes_nothing(
 
     code = run_cli(mistake.argv(project))
 
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 1, err
     lines = err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]

@@ -93,7 +93,8 @@ def test_a_foreign_manifest_is_not_ours(spec: Path, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "manifest.json").write_text('{"name": "my web app"}')
-    assert "(its manifest.json is not triton-pack's); it holds manifest.json." in refusal(repo, spec)
+    message = refusal(repo, spec)
+    assert "(its manifest.json is not triton-pack's); it holds manifest.json." in message
 
 
 def test_a_folder_with_git_is_refused_even_with_a_manifest(spec: Path, tmp_path: Path) -> None:
