@@ -30,9 +30,18 @@ def help_text(capsys: pytest.CaptureFixture[str], run: object, argv: list[str]) 
 def test_build_repo_help(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_text(capsys, build_repo_main, ["--help"])
     assert text.startswith("usage: build-repo ")
-    for option in ("spec", "-o OUTPUT, --output OUTPUT", "--check", "-q, --quiet", "--version"):
+    for option in (
+        "spec",
+        "-o OUTPUT, --output OUTPUT",
+        "--check",
+        "-q, --quiet",
+        "--version",
+        "--debug",
+        "--allow-parity-failure",
+    ):
         assert option in text
     assert "build-repo models.yaml -o /tmp/repo" in text
+    assert "exit codes: 0 ok, 1 failed" in text
 
 
 def test_triton_pack_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,6 +63,8 @@ def test_triton_pack_serve_help(capsys: pytest.CaptureFixture[str]) -> None:
         "--model-control {none,explicit}",
         "--timeout",
         "--log-file",
+        "--keep-log",
+        "--debug",
     ):
         assert option in text
     assert "0 picks a free port" in text
@@ -157,3 +168,18 @@ def test_serve_rejects_a_bad_port(capsys: pytest.CaptureFixture[str], port: str)
         main(["serve", f"--http-port={port}"])
     assert caught.value.code == 2
     assert f"{port} is not a port" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_of_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "models.yaml"
+    spec.write_text(BAD_SPEC)
+    assert build_repo_main([str(spec)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert build_repo_main([str(spec), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.endswith(
+        f"error: {spec}: models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
+    )
