@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,33 @@ def test_check_reports_drift(built: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_committed_repository_matches_models_yaml() -> None:
     root = Path(__file__).resolve().parents[2]
     assert build_repo_main([str(root / "models.yaml"), "--check", "-q"]) == 0
+
+
+def test_a_fresh_clone_builds_its_committed_repository(tmp_path: Path) -> None:
+    """model_repository/ as git checks it out (configs, code, .gitignore; no manifest) is
+    recognised as triton-pack's and built in place; a user's file in it would not be."""
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(
+        ["git", "ls-files", "models.yaml", "model_repository"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    for rel in listed.stdout.split():
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, clone / rel)
+    assert not (clone / "model_repository" / "manifest.json").exists()
+
+    assert build_repo_main([str(clone / "models.yaml"), "-q"]) == 0
+
+    manifest = json.loads((clone / "model_repository" / "manifest.json").read_text())
+    assert manifest["format"] == "triton-pack-repository/1"
+    assert (clone / "model_repository" / "minilm_onnx" / "1" / "model.onnx.data").is_file()
+    assert build_repo_main([str(clone / "models.yaml"), "--check", "-q"]) == 0
 
 
 def test_failed_export_of_a_second_model_keeps_the_first_build(
