@@ -314,6 +314,12 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except Stopped as exc:
         print(f"stopped by {exc}", file=sys.stderr)
         return 128 + exc.signum
+    except OSError as exc:  # a folder that cannot be written, a full disk: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # a bug, not a user's mistake: still one line unless --debug
         if args.debug:
             traceback.print_exc()

@@ -117,6 +117,9 @@ def check_output_folder(
                 f"{refuse}: it holds the model source {source}, which the build would replace"
             )
     if not repo.exists():
+        above = next(parent for parent in repo.parents if parent.exists())
+        if not above.is_dir():
+            raise OutputError(f"{refuse}: {above} is a file, not a folder")
         return
     if not repo.is_dir():
         raise OutputError(f"{refuse}: it is a file, not a folder")

@@ -253,6 +253,16 @@ MISTAKES: dict[str, Mistake] = {
             "made by triton-pack (no manifest.json); it holds notes.txt",
         ),
     ),
+    "-o below a file": Mistake(
+        GOOD,
+        build("-o", "app.py/repo"),
+        ("refusing to write the repository to <root>/app.py/repo: <root>/app.py is a file",),
+    ),
+    "labels that do not fit the model": Mistake(
+        entry(task="text-classification", labels="[a, b]"),
+        build(),
+        ("<spec>: models[0].labels (model 'tiny'): 2 labels but the model has 3 outputs",),
+    ),
     "-o at a file": Mistake(
         GOOD,
         build("-o", "app.py"),
