@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -181,15 +182,31 @@ def staging(repo: Path, purpose: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def swap(staged: Path, repo: Path) -> None:
-    """Put ``staged`` in place of ``repo`` (two renames); the old one is deleted after."""
-    old = repo.parent / f".{repo.name}.old-{os.getpid()}"
-    if repo.exists():
-        os.replace(repo, old)
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait (pending) until the block is done, then arrive as usual."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        os.replace(staged, repo)
-    except OSError:
-        if old.exists():
-            os.replace(old, repo)
-        raise
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def swap(staged: Path, repo: Path) -> None:
+    """Put ``staged`` in place of ``repo`` (two renames); the old one is deleted after.
+
+    A signal cannot land between the two renames (only SIGKILL can; the next build then
+    puts the old repository back, see ``remove_stale_staging``).
+    """
+    old = repo.parent / f".{repo.name}.old-{os.getpid()}"
+    with _signals_held():
+        if repo.exists():
+            os.replace(repo, old)
+        try:
+            os.replace(staged, repo)
+        except OSError:
+            if old.exists():
+                os.replace(old, repo)
+            raise
     shutil.rmtree(old, ignore_errors=True)

@@ -2,10 +2,12 @@
 
 ``check_served_repository`` looks at the folder first, so a newcomer who has not built yet
 hears "run build-repo first" rather than Triton's low-level errors. ``LocalServer.stop``
-bounds shutdown: tritonserver gets SIGINT and a short ``--exit-timeout-secs`` (it would wait
-30 s for in-flight requests), and the whole process group (server and Python backend stubs)
-is killed if it is not gone within ``STOP_SECONDS``, so a stop takes under 10 s even while
-clients keep sending.
+bounds shutdown: tritonserver gets SIGINT (it stops taking new work and drains in-flight
+requests, for up to its 30 s exit timeout), and the whole process group (server and Python
+backend stubs) is killed if it is not gone within ``STOP_SECONDS``, so a stop takes under
+10 s even while clients keep sending. A short ``--exit-timeout-secs`` is not passed: after it
+runs out, tritonserver unloads the models while its endpoints still answer, so clients see
+"unknown model" (not retried) instead of a refused connection (retried).
 
 ``find_tritonserver`` takes ``tritonserver`` from PATH (the NGC image) or the binary shipped in
 the ``nvidia-pytriton`` wheel. ``assemble_backends`` builds a backend directory: the native
@@ -48,9 +50,7 @@ __all__ = [
 ]
 
 STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends" / "stand_ins"
-# tritonserver waits this long for in-flight requests after SIGINT (its default is 30 s) ...
-EXIT_TIMEOUT_SECONDS = 3
-# ... and is killed, with its stubs, if it has not exited this long after SIGINT.
+# tritonserver is killed, with its stubs, if it has not exited this long after SIGINT.
 STOP_SECONDS = 6.0
 _FAILED = re.compile(r"failed to load|UNAVAILABLE|failed to stat|Invalid argument|error:", re.I)
 
@@ -271,8 +271,6 @@ class LocalServer:
             f"--metrics-port={self.ports.metrics}",
             "--allow-metrics=true",
         ]
-        if not any(arg.startswith("--exit-timeout-secs") for arg in self.extra_args):
-            cmd.append(f"--exit-timeout-secs={EXIT_TIMEOUT_SECONDS}")
         if self.model_control == "explicit":
             cmd += ["--model-control-mode=explicit", "--load-model=*"]
         return cmd + list(self.extra_args)

@@ -247,7 +247,6 @@ def test_urls_and_command(server: LocalServer, tmp_path: Path) -> None:
         "--grpc-port=18001",
         "--metrics-port=18002",
         "--allow-metrics=true",
-        "--exit-timeout-secs=3",
     ]
 
 
