@@ -1,11 +1,24 @@
-"""Command line: ``build-repo`` (the CI step) and ``triton-pack build|check|serve``."""
+"""Command line: ``build-repo`` (the CI step) and ``triton-pack build|check|serve``.
+
+Exit codes (the README's table):
+
+    0    success
+    1    a build, check or serve failure: one line (or a short list) naming the spec file,
+         key path, model, folder or Triton's own load error; no traceback (``--debug`` shows it)
+    2    bad command-line usage (argparse)
+    3    the build finished but a model failed parity, allowed by the spec's
+         ``export.allow_parity_failure``; pass ``--allow-parity-failure`` to accept it (exit 0)
+    130  interrupted (Ctrl-C); 143 stopped by SIGTERM. Either way the staging folder is removed
+"""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -15,7 +28,9 @@ from builder.serve import LocalServer, Ports, free_ports
 from builder.spec import load_spec
 from builder.write import build_repository, check_repository
 
-__all__ = ["build_repo_main", "main"]
+__all__ = ["EXIT_PARITY", "build_repo_main", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_PARITY = 0, 1, 3
 
 _BUILD_HELP = """\
 Build a Triton model repository from a YAML spec.
@@ -27,10 +42,18 @@ cached: a model whose spec entry, source files and libraries are unchanged is no
 again. The repository is written to a staging folder and swapped in whole, so a failed build
 leaves the previous repository as it was.
 
+The output folder must be absent, empty, or one triton-pack made (its manifest.json); a
+folder with other files, the current directory and the spec's folder are refused before
+any work.
+
 examples:
   build-repo models.yaml                    build into the spec's `repository` folder
   build-repo models.yaml -o /tmp/repo       build elsewhere
   build-repo models.yaml --check            exit 1 if committed configs/code are stale
+
+exit codes: 0 ok, 1 failed (message names file, model and key), 2 usage,
+  3 built with a parity failure the spec allows (see --allow-parity-failure), 130 Ctrl-C,
+  143 SIGTERM
 """
 
 
@@ -43,29 +66,89 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="repository folder (default: the spec's `repository`, model_repository/)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors, warnings and the summary"
+    )
+    _add_debug(parser)
 
 
-def _progress(quiet: bool) -> object:
+def _add_build_only_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-parity-failure",
+        action="store_true",
+        help="exit 0 even if a model failed parity (only models whose spec says "
+        "export.allow_parity_failure: true are built at all; without this flag they exit 3)",
+    )
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of a failure"
+    )
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
     if quiet:
         return lambda message: None
     return lambda message: print(message, file=sys.stderr, flush=True)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class Stopped(BaseException):
+    """A signal asked the process to stop (SIGTERM): unwinds like Ctrl-C, cleaning up."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM unwinds the build (removing its staging folder) instead of killing it."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the cleanup short
+        raise Stopped(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    result = build_repository(spec, args.output, progress=_progress(args.quiet))  # type: ignore[arg-type]
+    with _stop_on_sigterm():
+        result = build_repository(spec, args.output, progress=_progress(args.quiet))
     exported = [m.name for m in result.models if m.exported]
+    failed = result.parity_failures
     print(
         f"{result.repository}: {len(result.models)} model(s), "
-        f"{len(exported)} exported" + (f" ({', '.join(exported)})" if exported else "")
+        f"{len(exported)} exported"
+        + (f" ({', '.join(exported)})" if exported else "")
+        + (f"; PARITY FAILED: {', '.join(failed)}" if failed else "")
     )
-    return 0
+    if not failed:
+        return EXIT_OK
+    for model in result.models:
+        if model.parity_failed:
+            _warn(
+                f"model {model.name!r} was built although its ONNX export differs from "
+                f"PyTorch by {model.parity['max_abs_diff']:.3e} on {model.parity['output']!r} "
+                f"(export.atol {model.parity['atol']:g}; allowed by "
+                "export.allow_parity_failure); it may serve wrong results"
+            )
+    return EXIT_OK if args.allow_parity_failure else EXIT_PARITY
 
 
 def _check(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    problems = check_repository(spec, args.output, progress=_progress(args.quiet))  # type: ignore[arg-type]
+    with _stop_on_sigterm():
+        problems = check_repository(spec, args.output, progress=_progress(args.quiet))
     repo = (args.output or spec.repository_dir).resolve()
     if problems:
         print(f"{repo} is out of date with {args.spec}; run `build-repo {args.spec}`:")
@@ -83,6 +166,7 @@ def build_repo_main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_build_args(parser)
+    _add_build_only_args(parser)
     parser.add_argument(
         "--check",
         action="store_true",
@@ -111,11 +195,16 @@ def _serve(args: argparse.Namespace) -> int:
         model_control=args.model_control,
         extra_args=tuple(args.tritonserver_args),
         log_path=args.log_file,
+        keep_log=args.keep_log,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        # further signals must not cut the shutdown short (it is bounded: see LocalServer.stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         print(f"starting tritonserver on {args.repository} (log: {server.log_path})", flush=True)
@@ -129,10 +218,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
         return code or 1
     except KeyboardInterrupt:
-        print("stopping tritonserver", file=sys.stderr)
+        print("stopping tritonserver", file=sys.stderr, flush=True)
         return 0
     finally:
         server.close()
+        if server.log_kept and server.log_path.exists():
+            print(f"tritonserver log kept: {server.log_path}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_build_args(build)
+    _add_build_only_args(build)
     build.set_defaults(func=_build)
 
     check = commands.add_parser(
@@ -167,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nvidia-pytriton wheel, with triton-pack's Python stand-ins for backends the "
             "server lacks (onnxruntime). Prints one line with the URLs when every model is "
             "ready; if a model fails to load, prints Triton's error and exits 1. "
+            "Ctrl-C or SIGTERM stops the server and its stubs within 10 s (exit 0). "
             "Arguments after `--` go to tritonserver unchanged."
         ),
     )
@@ -182,7 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="explicit: load all models at start and allow load/unload over the API",
     )
     serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for ready")
-    serve.add_argument("--log-file", type=Path, default=None, help="tritonserver's log")
+    serve.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="write tritonserver's log here and keep it (default: a temporary file, kept "
+        "only after a failure or with --keep-log)",
+    )
+    serve.add_argument(
+        "--keep-log", action="store_true", help="keep the temporary log after a clean stop"
+    )
+    _add_debug(serve)
     serve.set_defaults(func=_serve)
 
     words = list(sys.argv[1:] if argv is None else argv)
@@ -197,15 +300,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args.func, args)
 
 
-def _run(func: object, args: argparse.Namespace) -> int:
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        return int(func(args))  # type: ignore[operator]
+        return int(func(args))
     except BuildError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Stopped as exc:
+        print(f"stopped by {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    except OSError as exc:  # a folder that cannot be written, a full disk: the user's to fix
+        if args.debug:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # a bug, not a user's mistake: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (a bug in triton-pack; run again "
+            "with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

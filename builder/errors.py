@@ -7,14 +7,39 @@ BuildError
 ├── ParityError        ONNX Runtime and PyTorch disagree beyond the tolerance
 ├── RenderError        a template failed or rendered an invalid ModelConfig
 ├── EnsembleError      ensemble steps do not fit together (both ends named)
+├── OutputError        the output folder is not one the build may replace
 └── ServeError         tritonserver could not be found, started, or a model failed to load
+
+Errors raised where the spec entry is not known get its location added on the way out
+(``located``): ``models.yaml: models[0] (model 'tiny'): ...``.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class BuildError(Exception):
-    """Root of every error the builder raises on purpose."""
+    """Root of every error the builder raises on purpose.
+
+    ``located`` is True when the message already names the spec file and the model.
+    """
+
+    def __init__(self, message: str, *, located: bool = False) -> None:
+        super().__init__(message)
+        self.located = located
+
+
+@contextlib.contextmanager
+def located(where: str) -> Iterator[None]:
+    """Prefix ``where`` (spec file, key path, model) to a BuildError that lacks it."""
+    try:
+        yield
+    except BuildError as exc:
+        if exc.located:
+            raise
+        raise type(exc)(f"{where}: {exc}", located=True) from exc
 
 
 class SpecError(BuildError):
@@ -39,6 +64,10 @@ class RenderError(BuildError):
 
 class EnsembleError(BuildError):
     """The members of an ensemble do not fit together."""
+
+
+class OutputError(BuildError):
+    """The output folder holds files the build did not make, or the project itself."""
 
 
 class ServeError(BuildError):

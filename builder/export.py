@@ -2,7 +2,8 @@
 
 ``load_model`` and ``export_onnx`` are separate from ``builder.parity.check_parity``: export
 produces an artifact, parity judges it. The legacy TorchScript exporter is not used: it
-produced graphs that were silently wrong on padded batches (see TOOLCHAIN.md).
+produced graphs that were silently wrong on padded batches (a MiniLM graph differed from
+PyTorch by 4.9 on a padded batch of two texts; dynamo with eager attention: 6e-5).
 """
 
 from __future__ import annotations

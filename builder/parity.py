@@ -1,5 +1,7 @@
 """Does the ONNX graph compute what PyTorch computes? On inputs unlike the export example.
 
+Random token ids and real text (built-in sample sentences and the spec's
+``export.parity_texts``, tokenized with the exported tokenizer exactly as served) both run.
 The cases differ from the export example (batch 2, length 8, no padding) in batch size,
 sequence length and padding, because an exporter that specialises on the example shape is
 exactly the failure this check exists for.
@@ -8,17 +10,31 @@ exactly the failure this check exists for.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from builder.export import OnnxArtifact
+from builder.plan import TokenizerInfo
 from builder.registry import Architecture, TaskExport
 
-__all__ = ["ParityReport", "check_parity", "parity_cases"]
+__all__ = ["SAMPLE_TEXTS", "ParityReport", "check_parity", "parity_cases", "text_case"]
 
 Feeds = dict[str, npt.NDArray[np.int64]]
+
+# Real text, tokenized as the served tokenizer model does: random ids alone never show a
+# tokenizer that maps every word to [UNK], or one that splits text unlike the model expects.
+SAMPLE_TEXTS = (
+    "Hello world.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Triton serves models over HTTP and gRPC, with dynamic batching on the server side.",
+    "A slow, terrible film; I would not watch it again!",
+    "Grüße aus Köln: naïve café, 東京タワー, emoji 🚀",
+    "",
+    " ".join(["the model reads a long text that is cut at its maximum length"] * 60),
+)
 
 
 @dataclass(frozen=True)
@@ -72,17 +88,43 @@ def parity_cases(
     return [_case(lengths, architecture, vocab_size, pad_id, rng) for lengths in shapes]
 
 
+def text_case(
+    tokenizer_file: Path,
+    texts: tuple[str, ...],
+    architecture: Architecture,
+    max_length: int,
+    tokenizer: TokenizerInfo,
+) -> Feeds:
+    """``texts`` as one padded batch, tokenized exactly as the served tokenizer model does."""
+    from tokenizers import Tokenizer
+
+    from python_backends.text_ops import configure_tokenizer, tokenize
+
+    loaded = Tokenizer.from_file(str(tokenizer_file))
+    configure_tokenizer(loaded, max_length, tokenizer.pad_id, tokenizer.pad_token)
+    return tokenize(loaded, texts, architecture.input_names)
+
+
 def check_parity(
-    model: Any, artifact: OnnxArtifact, task: TaskExport, cases: list[Feeds], atol: float
+    model: Any,
+    artifact: OnnxArtifact,
+    task: TaskExport,
+    cases: list[Feeds],
+    atol: float,
+    texts: Feeds | None = None,
 ) -> ParityReport:
-    """Largest |ONNX Runtime - PyTorch| over ``cases`` (unpadded positions for token outputs)."""
+    """Largest |ONNX Runtime - PyTorch| over ``cases`` and ``texts`` (a tokenized batch).
+
+    Token-level outputs are compared on unpadded positions only.
+    """
     import onnxruntime as ort
     import torch
 
     session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
     worst = 0.0
     described = []
-    for feeds in cases:
+    labelled = [("", feeds) for feeds in cases] + ([("texts: ", texts)] if texts else [])
+    for label, feeds in labelled:
         (onnx_out,) = session.run([artifact.output_name], feeds)
         with torch.no_grad():
             result = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
@@ -92,5 +134,5 @@ def check_parity(
             diff = diff[feeds["attention_mask"].astype(bool)]
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
         lengths = feeds["attention_mask"].sum(axis=1).tolist()
-        described.append(f"batch {len(lengths)}, lengths {lengths}")
+        described.append(f"{label}batch {len(lengths)}, lengths {lengths}")
     return ParityReport(artifact.output_name, atol, worst, tuple(described))

@@ -100,8 +100,9 @@ def _labels(model: ModelSpec, hf_config: Mapping[str, Any], where: str) -> tuple
     if model.labels is not None:
         if len(model.labels) != count:
             raise SpecError(
-                f"{where}.labels (model {model.name!r}): {len(model.labels)} labels but the "
-                f"model has {count} outputs (num_labels in config.json)"
+                f"{where}: {len(model.labels)} labels but the model has {count} outputs "
+                "(num_labels in config.json)",
+                located=True,
             )
         return model.labels
     id2label = hf_config.get("id2label")
@@ -178,8 +179,7 @@ def plan_model(
         )
         ensemble_params: tuple[tuple[str, str], ...] = ()
     else:
-        where = f"{spec.path}: models[{spec.models.index(model)}]"
-        labels = _labels(model, hf_config, where)
+        labels = _labels(model, hf_config, spec.where(model, "labels"))
         post_inputs = (raw_output,)
         outputs = (
             TensorSpec("LABEL", "TYPE_STRING", (1,)),

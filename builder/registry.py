@@ -27,6 +27,18 @@ class Architecture:
     # Dummy shapes for the export example; parity runs on different ones on purpose.
     example_batch: int = 2
     example_sequence: int = 8
+    # RoBERTa numbers positions from pad_token_id + 1, so that many positions are unusable.
+    positions_after_pad: bool = False
+
+    def max_positions(self, hf_config: Mapping[str, Any]) -> int | None:
+        """How many tokens one text may have, or None when config.json does not say."""
+        total = hf_config.get("max_position_embeddings")
+        if not isinstance(total, int) or isinstance(total, bool):
+            return None
+        if self.positions_after_pad:
+            pad = hf_config.get("pad_token_id")
+            total -= (pad if isinstance(pad, int) else 1) + 1
+        return total
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,7 @@ class ExportRegistry:
 REGISTRY = ExportRegistry(
     architectures=[
         Architecture("bert", (*_IDS_AND_MASK, "token_type_ids")),
-        Architecture("roberta", _IDS_AND_MASK),
+        Architecture("roberta", _IDS_AND_MASK, positions_after_pad=True),
         Architecture("distilbert", _IDS_AND_MASK),
     ],
     tasks=[

@@ -1,5 +1,14 @@
 """Run a real tritonserver over a repository, with or without Docker and GPU.
 
+``check_served_repository`` looks at the folder first, so a newcomer who has not built yet
+hears "run build-repo first" rather than Triton's low-level errors. ``LocalServer.stop``
+bounds shutdown: tritonserver gets SIGINT (it stops taking new work and drains in-flight
+requests, for up to its 30 s exit timeout), and the whole process group (server and Python
+backend stubs) is killed if it is not gone within ``STOP_SECONDS``, so a stop takes under
+10 s even while clients keep sending. A short ``--exit-timeout-secs`` is not passed: after it
+runs out, tritonserver unloads the models while its endpoints still answer, so clients see
+"unknown model" (not retried) instead of a refused connection (retried).
+
 ``find_tritonserver`` takes ``tritonserver`` from PATH (the NGC image) or the binary shipped in
 the ``nvidia-pytriton`` wheel. ``assemble_backends`` builds a backend directory: the native
 backends found beside the server, the Python backend with the stub for the running Python,
@@ -28,17 +37,21 @@ from pathlib import Path
 from types import TracebackType
 
 from builder.errors import ServeError
+from builder.output import GITIGNORE_HEADER, MANIFEST, made_by_triton_pack
 
 __all__ = [
     "LocalServer",
     "Ports",
     "TritonInstall",
     "assemble_backends",
+    "check_served_repository",
     "find_tritonserver",
     "free_ports",
 ]
 
 STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends" / "stand_ins"
+# tritonserver is killed, with its stubs, if it has not exited this long after SIGINT.
+STOP_SECONDS = 6.0
 _FAILED = re.compile(r"failed to load|UNAVAILABLE|failed to stat|Invalid argument|error:", re.I)
 
 
@@ -76,7 +89,15 @@ def find_tritonserver() -> TritonInstall:
     on_path = shutil.which("tritonserver")
     if on_path:
         binary = Path(on_path).resolve()
-        return TritonInstall(binary, binary.parent.parent / "backends", (), None)
+        backends = binary.parent.parent / "backends"
+        if not (backends / "python").is_dir():
+            raise ServeError(
+                f"the tritonserver on PATH ({on_path}) is not laid out like the NGC image: "
+                f"{backends}/python (Triton's Python backend) does not exist. Remove it from "
+                "PATH to use the tritonserver of the nvidia-pytriton wheel "
+                "(pip install 'triton-pack[local]')"
+            )
+        return TritonInstall(binary, backends, (), None)
     found = importlib_util.find_spec("pytriton")
     if found is None or not found.submodule_search_locations:
         raise ServeError(
@@ -125,6 +146,55 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
     return dest
 
 
+def _artifacts_missing(repository: Path) -> list[str]:
+    """Files the manifest lists (weights, tokenizer files) that are not in ``repository``."""
+    import json
+
+    manifest = json.loads((repository / MANIFEST).read_text(encoding="utf-8"))
+    missing = []
+    for entry in manifest.get("models", {}).values():
+        for rel in entry.get("artifacts", {}) if isinstance(entry, dict) else ():
+            if not (repository / rel).is_file():
+                missing.append(rel)
+    return missing
+
+
+def check_served_repository(repository: Path) -> None:
+    """Raise ServeError (saying what to run) unless ``repository`` looks servable.
+
+    A folder triton-pack built must have its manifest and every file it lists; configs
+    without a manifest (the committed ones on a fresh clone) have not been built yet. Any
+    other folder with ``*/config.pbtxt`` is served as a plain Triton repository.
+    """
+    build = "run `build-repo SPEC` (e.g. `build-repo models.yaml`) first"
+    if not repository.exists():
+        raise ServeError(f"{repository}: no such model repository; {build}")
+    if not repository.is_dir():
+        raise ServeError(f"{repository}: is a file, not a model repository folder")
+    if made_by_triton_pack(repository):
+        missing = _artifacts_missing(repository)
+        if missing:
+            shown = ", ".join(missing[:3]) + (
+                f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            )
+            raise ServeError(
+                f"{repository}: files of the build are missing ({shown}); run `build-repo` "
+                "again to restore them"
+            )
+        return
+    try:
+        generated = (repository / ".gitignore").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        generated = ""
+    if generated.startswith(GITIGNORE_HEADER):
+        raise ServeError(
+            f"{repository}: has configs but was never built here (no {MANIFEST}, no weights); "
+            f"{build}"
+        )
+    if not any(repository.glob("*/config.pbtxt")):
+        raise ServeError(f"{repository}: holds no models (no */config.pbtxt); {build}")
+
+
 def _environment(install: TritonInstall) -> dict[str, str]:
     env = dict(os.environ)
     # The stub finds site-packages through the first python3 on PATH (its venv's pyvenv.cfg)
@@ -158,6 +228,7 @@ class LocalServer:
         model_control: str = "none",
         extra_args: tuple[str, ...] = (),
         log_path: Path | None = None,
+        keep_log: bool = False,
     ) -> None:
         self.repository = Path(repository).resolve()
         if ports is None:
@@ -169,7 +240,12 @@ class LocalServer:
         self._workdir = Path(tempfile.mkdtemp(prefix="triton-pack-serve-"))
         self.log_path = log_path or self._workdir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
-        self._keep_log = False
+        self._keep_log = keep_log
+
+    @property
+    def log_kept(self) -> bool:
+        """Whether the log outlives ``close()`` (a given --log-file always does)."""
+        return self._keep_log or self.log_path.parent != self._workdir
 
     @property
     def http_url(self) -> str:
@@ -200,8 +276,7 @@ class LocalServer:
         return cmd + list(self.extra_args)
 
     def start(self, timeout: float = 300.0) -> None:
-        if not (self.repository / ".").is_dir():
-            raise ServeError(f"{self.repository}: no such model repository")
+        check_served_repository(self.repository)
         install = find_tritonserver()
         backends = assemble_backends(install, self._workdir / "backends")
         log = self.log_path.open("wb")
@@ -245,7 +320,8 @@ class LocalServer:
         self._keep_log = self._keep_log or code != 0
         return code
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """SIGINT, then SIGKILL to the server and its stubs after ``timeout`` seconds."""
         process, self._process = self._process, None
         if process is None:
             return
@@ -261,7 +337,7 @@ class LocalServer:
     def close(self) -> None:
         """Stop the server; remove the temporary folder unless a failure's log is in it."""
         self.stop()
-        if self._keep_log and self.log_path.parent == self._workdir:
+        if self.log_kept and self.log_path.parent == self._workdir:
             shutil.rmtree(self._workdir / "backends", ignore_errors=True)
         else:
             shutil.rmtree(self._workdir, ignore_errors=True)

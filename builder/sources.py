@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.errors import SourceError
+from builder.errors import SourceError, located
 from builder.spec import ModelSpec, Spec
 
 __all__ = ["ResolvedSource", "file_sha256", "resolve_source"]
@@ -68,10 +68,13 @@ def _package_dir(source: str) -> Path:
         found = None
     if found is None or not found.submodule_search_locations:
         raise SourceError(
-            f"source {source!r}: Python package {package!r} is not installed "
+            f"{source!r}: Python package {package!r} is not installed "
             f"(pip install {package.replace('_', '-')})"
         )
-    return Path(next(iter(found.submodule_search_locations))) / sub
+    directory = Path(next(iter(found.submodule_search_locations))) / sub
+    if not directory.is_dir():
+        raise SourceError(f"{source!r}: package {package!r} has no folder {sub!r} ({directory})")
+    return directory
 
 
 def _hub_dir(source: str, revision: str | None) -> Path:
@@ -83,7 +86,7 @@ def _hub_dir(source: str, revision: str | None) -> Path:
         return Path(snapshot_download(repo_id=source, revision=revision))
     except Exception as exc:  # the hub client raises many unrelated types
         raise SourceError(
-            f"source {source!r}: not a local folder, and fetching it from the Hugging Face Hub "
+            f"{source!r}: not a local folder, and fetching it from the Hugging Face Hub "
             f"failed: {type(exc).__name__}: {exc}"
         ) from None
 
@@ -92,25 +95,50 @@ def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") != 1
 
 
+def _local_or_hub(source: str, model: ModelSpec, spec: Spec) -> Path:
+    local = (spec.base_dir / Path(source).expanduser()).resolve()
+    if local.is_dir():
+        _no_revision(model, spec, f"{source!r} is a local folder")
+        return local
+    if local.exists():
+        raise SourceError(
+            f"{spec.where(model, 'source')}: {local} is a file; give the model's folder "
+            "(the one holding config.json, the weights and the tokenizer files)",
+            located=True,
+        )
+    if _looks_like_path(source):
+        raise SourceError(
+            f"{spec.where(model, 'source')}: folder {local} does not exist", located=True
+        )
+    with located(spec.where(model, "source")):
+        return _hub_dir(source, model.revision)
+
+
+def _no_revision(model: ModelSpec, spec: Spec, why: str) -> None:
+    if model.revision is not None:
+        raise SourceError(
+            f"{spec.where(model, 'revision')}: revision applies only to Hugging Face Hub "
+            f"sources; {why} (remove revision, or pin the files yourself)",
+            located=True,
+        )
+
+
 def resolve_source(model: ModelSpec, spec: Spec) -> ResolvedSource:
     """Find the model folder named by ``model.source`` and hash its files."""
     source = model.source
     if source is None:
-        raise SourceError(f"models: {model.name}: task {model.task} has no 'source'")
+        raise SourceError(f"{spec.where(model)}: task {model.task} has no 'source'", located=True)
     if source.startswith(_PACKAGE_PREFIX):
-        directory = _package_dir(source)
+        _no_revision(model, spec, f"{source!r} is a folder inside an installed package")
+        with located(spec.where(model, "source")):
+            directory = _package_dir(source)
     else:
-        local = (spec.base_dir / Path(source).expanduser()).resolve()
-        if local.is_dir():
-            directory = local
-        elif _looks_like_path(source):
-            raise SourceError(f"models: {model.name}: source folder {local} does not exist")
-        else:
-            directory = _hub_dir(source, model.revision)
+        directory = _local_or_hub(source, model, spec)
     if not (directory / "config.json").is_file():
         raise SourceError(
-            f"models: {model.name}: source {source!r} ({directory}) has no config.json; "
-            "expected a Hugging Face model folder"
+            f"{spec.where(model, 'source')}: {directory} has no config.json; expected a "
+            "Hugging Face model folder (model.save_pretrained(folder) writes one)",
+            located=True,
         )
     files = tuple(
         sorted(

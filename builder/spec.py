@@ -72,6 +72,8 @@ class ExportSettings(_Frozen):
     opset: int = Field(default=18, ge=14, le=21)
     atol: float = Field(default=1.0e-4, gt=0, allow_inf_nan=False)
     allow_parity_failure: bool = False
+    # texts parity also runs on, tokenized as served (besides built-in samples and random ids)
+    parity_texts: tuple[str, ...] = ()
 
     @field_validator("atol", mode="before")
     @classmethod
@@ -122,9 +124,9 @@ class ModelSpec(_Frozen):
     def _engine(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
-        from builder.engine_args import unknown_engine_args
+        from builder.engine_args import mistyped_engine_args, unknown_engine_args
 
-        problems = unknown_engine_args(value)
+        problems = unknown_engine_args(value) + mistyped_engine_args(value)
         if "model" not in value:
             problems.insert(0, "'model' is required (a Hub id or a path where the server runs)")
         elif not isinstance(value["model"], str) or not value["model"]:
@@ -240,6 +242,11 @@ class Spec(_Frozen):
     def path(self) -> Path:
         return self._path
 
+    def where(self, model: ModelSpec, key: str = "") -> str:
+        """``<spec file>: models[i].key (model 'name')``, the prefix of an error about it."""
+        index = self.models.index(model)
+        return f"{self.path}: models[{index}]{'.' + key if key else ''} (model {model.name!r})"
+
     @property
     def base_dir(self) -> Path:
         return self.path.parent
@@ -321,6 +328,10 @@ def parse_spec(text: str, path: Path) -> Spec:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{at}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -330,7 +341,11 @@ def parse_spec(text: str, path: Path) -> Spec:
         spec = Spec.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         lines = [_describe(error, data) for error in exc.errors()]
-        raise SpecError(f"{path}: invalid spec\n  " + "\n  ".join(lines)) from None
+        if len(lines) == 1:
+            raise SpecError(f"{path}: {lines[0]}") from None
+        raise SpecError(
+            f"{path}: invalid spec ({len(lines)} problems)\n  " + "\n  ".join(lines)
+        ) from None
     spec._path = path.resolve()
     return spec
 
@@ -340,6 +355,12 @@ def load_spec(path: str | Path) -> Spec:
     spec_path = Path(path)
     try:
         text = spec_path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise SpecError(f"{spec_path}: is a folder; give the spec file (models.yaml)") from None
     except OSError as exc:
         raise SpecError(f"{spec_path}: cannot read spec: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{spec_path}: the spec is not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
     return parse_spec(text, spec_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,9 @@ def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
     # parity ran on shapes unlike the export example (batch 2, length 8, unpadded)
     assert parity["cases"][0] == "batch 3, lengths [13, 7, 1]"
     assert parity["cases"][2] == "batch 1, lengths [64]"
+    # and on real text tokenized as served: the built-in samples, the longest cut at 64
+    assert parity["cases"][3].startswith("texts: batch 7, lengths [")
+    assert parity["cases"][3].endswith(", 64]")
     onnx_files = sorted(p.name for p in (result.repository / "tiny_onnx" / "1").iterdir())
     assert onnx_files == ["model.onnx", "model.onnx.data"]
     config = (result.repository / "tiny_onnx" / "config.pbtxt").read_text()
@@ -108,15 +112,25 @@ def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(
     assert sorted(p.name for p in built.parent.iterdir()) == ["models.yaml", "repo"]
 
 
-def test_allow_parity_failure_builds_and_records_the_failure(built: Path) -> None:
+def test_allow_parity_failure_builds_says_so_and_exits_3(
+    built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     built.write_text(
         built.read_text() + "    export: {atol: 1.0e-12, allow_parity_failure: true}\n"
     )
-    assert build_repo_main([str(built), "-q"]) == 0
+    assert build_repo_main([str(built), "-q"]) == 3
+    out, err = capsys.readouterr()
+    assert out.endswith("1 model(s), 1 exported (tiny); PARITY FAILED: tiny\n")
+    # -q keeps the warning
+    assert err.startswith("warning: model 'tiny' was built although its ONNX export differs")
+    assert "allowed by export.allow_parity_failure" in err
     manifest = json.loads((built.parent / "repo" / "manifest.json").read_text())
     parity = manifest["models"]["tiny"]["parity"]
     assert parity["passed"] is False
     assert parity["max_abs_diff"] > 1e-12
+    # the command line may accept it too (the manifest still records the failure)
+    assert build_repo_main([str(built), "-q", "--allow-parity-failure"]) == 0
+    assert "PARITY FAILED: tiny" in capsys.readouterr().out
 
 
 BAD_ENTRIES = [
@@ -207,6 +221,33 @@ def test_committed_repository_matches_models_yaml() -> None:
     assert build_repo_main([str(root / "models.yaml"), "--check", "-q"]) == 0
 
 
+def test_a_fresh_clone_builds_its_committed_repository(tmp_path: Path) -> None:
+    """model_repository/ as git checks it out (configs, code, .gitignore; no manifest) is
+    recognised as triton-pack's and built in place; a user's file in it would not be."""
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(
+        ["git", "ls-files", "models.yaml", "model_repository"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    for rel in listed.stdout.split():
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, clone / rel)
+    assert not (clone / "model_repository" / "manifest.json").exists()
+
+    assert build_repo_main([str(clone / "models.yaml"), "-q"]) == 0
+
+    manifest = json.loads((clone / "model_repository" / "manifest.json").read_text())
+    assert manifest["format"] == "triton-pack-repository/1"
+    assert (clone / "model_repository" / "minilm_onnx" / "1" / "model.onnx.data").is_file()
+    assert build_repo_main([str(clone / "models.yaml"), "--check", "-q"]) == 0
+
+
 def test_failed_export_of_a_second_model_keeps_the_first_build(
     built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -217,7 +258,9 @@ def test_failed_export_of_a_second_model_keeps_the_first_build(
         built.read_text() + f"  - {{name: other, task: text-embedding, source: {missing}}}\n"
     )
     assert build_repo_main([str(built)]) == 1
-    assert "source folder" in capsys.readouterr().err
+    assert f"models[1].source (model 'other'): folder {missing} does not exist" in (
+        capsys.readouterr().err
+    )
     assert snapshot(repo) == before
     shutil.rmtree(repo)
 

@@ -30,9 +30,18 @@ def help_text(capsys: pytest.CaptureFixture[str], run: object, argv: list[str]) 
 def test_build_repo_help(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_text(capsys, build_repo_main, ["--help"])
     assert text.startswith("usage: build-repo ")
-    for option in ("spec", "-o OUTPUT, --output OUTPUT", "--check", "-q, --quiet", "--version"):
+    for option in (
+        "spec",
+        "-o OUTPUT, --output OUTPUT",
+        "--check",
+        "-q, --quiet",
+        "--version",
+        "--debug",
+        "--allow-parity-failure",
+    ):
         assert option in text
     assert "build-repo models.yaml -o /tmp/repo" in text
+    assert "exit codes: 0 ok, 1 failed" in text
 
 
 def test_triton_pack_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,6 +63,8 @@ def test_triton_pack_serve_help(capsys: pytest.CaptureFixture[str]) -> None:
         "--model-control {none,explicit}",
         "--timeout",
         "--log-file",
+        "--keep-log",
+        "--debug",
     ):
         assert option in text
     assert "0 picks a free port" in text
@@ -88,7 +99,7 @@ def existing_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "out" / "repo"
     (repo / "minilm" / "1").mkdir(parents=True)
     (repo / "minilm" / "config.pbtxt").write_bytes(b'name: "minilm"\n\x00binary\xff\n')
-    (repo / "manifest.json").write_text('{"format": 1}\n')
+    (repo / "manifest.json").write_text('{"format": "triton-pack-repository/1"}\n')
     return repo
 
 
@@ -104,8 +115,7 @@ def test_bad_spec_returns_1_and_leaves_the_output_alone(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == (
-        f"error: {spec}: invalid spec\n"
-        "  models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
+        f"error: {spec}: models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
     )
     assert snapshot(tmp_path / "out") == before
 
@@ -122,7 +132,8 @@ def test_failing_build_returns_1_and_leaves_the_output_alone(
 
     err = capsys.readouterr().err
     assert err == (
-        f"error: models: minilm: source folder {(tmp_path / 'missing').resolve()} does not exist\n"
+        f"error: {spec}: models[0].source (model 'minilm'): "
+        f"folder {(tmp_path / 'missing').resolve()} does not exist\n"
     )
     assert snapshot(tmp_path / "out") == before  # no staging folder left beside it either
 
@@ -157,3 +168,18 @@ def test_serve_rejects_a_bad_port(capsys: pytest.CaptureFixture[str], port: str)
         main(["serve", f"--http-port={port}"])
     assert caught.value.code == 2
     assert f"{port} is not a port" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback_of_a_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "models.yaml"
+    spec.write_text(BAD_SPEC)
+    assert build_repo_main([str(spec)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert build_repo_main([str(spec), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.endswith(
+        f"error: {spec}: models[0].dynamic_batching.bogus (model 'minilm'): unknown key\n"
+    )

@@ -12,7 +12,14 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from builder.engine_args import DOCUMENTED, unknown_engine_args
+from builder.engine_args import (
+    DOCUMENTED,
+    DOCUMENTED_TYPES,
+    describe,
+    matches,
+    mistyped_engine_args,
+    unknown_engine_args,
+)
 from builder.errors import SpecError
 from builder.plan import plan_vllm
 from builder.render import render_vllm
@@ -122,8 +129,7 @@ def test_report_metrics_false() -> None:
 def test_batching_and_encoder_keys_are_rejected_with_the_reason(key: str, reason: str) -> None:
     text = SPEC.replace("    backend: vllm\n", f"    backend: vllm\n    {key}\n")
     message = spec_error(text)
-    assert "models.yaml: invalid spec" in message
-    assert "models[0] (model 'llm')" in message
+    assert "models.yaml: models[0] (model 'llm'): " in message
     assert reason in message
 
 
@@ -151,6 +157,51 @@ def test_generation_needs_backend_vllm_and_engine() -> None:
 def test_documented_engine_arguments() -> None:
     assert unknown_engine_args(["model", "dtype", "tensor_parallel_size"]) == []
     assert {"model", "enable_prefix_caching", "quantization"} <= DOCUMENTED
+
+
+@pytest.mark.parametrize(
+    ("value", "declared", "fits"),
+    [
+        (4096, int, True),
+        ("lots", int, False),
+        (True, int, False),  # YAML `true` is not a count
+        (0.85, float, True),
+        (1, float, True),
+        (None, int | None, True),
+        ("bfloat16", DOCUMENTED_TYPES["dtype"], True),
+        ("fp99", DOCUMENTED_TYPES["dtype"], False),
+        (["a", "b"], str | list[str] | None, True),
+        ([1], list[str], False),
+        ({"level": 3}, dict[str, Any] | int | str | None, True),
+        ({"a": 1}, dict[str, int], True),
+        ({"a": "x"}, dict[str, int], False),
+        ("x", "SomeForwardRef", True),  # types it cannot judge pass
+    ],
+)
+def test_engine_value_types(value: Any, declared: Any, fits: bool) -> None:
+    assert matches(value, declared) is fits
+
+
+def test_type_descriptions() -> None:
+    assert describe(int | None) == "int | null"
+    assert describe(DOCUMENTED_TYPES["dtype"]) == (
+        "one of 'auto', 'half', 'float16', 'bfloat16', 'float', 'float32'"
+    )
+    assert describe(dict[str, Any]) == "mapping"
+
+
+def test_a_mistyped_engine_value_is_named_with_its_type() -> None:
+    message = spec_error(SPEC.replace("max_model_len: 256", 'max_model_len: "lots"'))
+    assert "models[0].engine (model 'llm'): vLLM engine argument 'max_model_len' must be " in (
+        message
+    )
+    assert 'got "lots" (checked against ' in message
+
+
+def test_documented_types_cover_every_documented_argument() -> None:
+    assert set(DOCUMENTED_TYPES) == DOCUMENTED
+    ok = {"model": "m", "max_model_len": 8, "enforce_eager": True, "dtype": "float32"}
+    assert mistyped_engine_args(ok) == []
 
 
 # --- llm_ops: the stand-in's pure request/response logic -------------------------------------
