@@ -93,9 +93,12 @@ def export_onnx(
     import torch
 
     batch, seq = architecture.example_batch, architecture.example_sequence
-    example = {n: torch.ones(batch, seq, dtype=torch.long) for n in architecture.input_names}
-    if "token_type_ids" in example:
-        example["token_type_ids"] = torch.zeros(batch, seq, dtype=torch.long)
+    example = {
+        i.name: (torch.zeros if i.role == "token_type_ids" else torch.ones)(
+            batch, seq, dtype=torch.long
+        )
+        for i in architecture.inputs
+    }
     dynamic = {n: {0: torch.export.Dim.DYNAMIC, 1: torch.export.Dim.DYNAMIC} for n in example}
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ONNX_FILE

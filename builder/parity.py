@@ -39,20 +39,34 @@ SAMPLE_TEXTS = (
 
 @dataclass(frozen=True)
 class ParityReport:
+    """How far ONNX Runtime is from PyTorch, judged as ``numpy.allclose`` would:
+    every element must satisfy |onnx - torch| <= atol + rtol * |torch|."""
+
     output: str
     atol: float
+    rtol: float
     max_abs_diff: float
+    max_rel_diff: float  # |onnx - torch| / |torch| where torch != 0
+    worst_excess: float  # max of |onnx - torch| - (atol + rtol * |torch|); <= 0 passes
     cases: tuple[str, ...]
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.atol
+        return self.worst_excess <= 0.0
+
+    def describe(self) -> str:
+        return (
+            f"max |onnx - torch| on {self.output} = {self.max_abs_diff:.3e}, max relative "
+            f"{self.max_rel_diff:.3e} (atol {self.atol:g}, rtol {self.rtol:g})"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "output": self.output,
             "atol": self.atol,
+            "rtol": self.rtol,
             "max_abs_diff": float(f"{self.max_abs_diff:.3e}"),
+            "max_rel_diff": float(f"{self.max_rel_diff:.3e}"),
             "passed": self.passed,
             "cases": list(self.cases),
         }
@@ -68,10 +82,8 @@ def _case(
     for row, length in enumerate(lengths):
         ids[row, :length] = rng.integers(low, vocab, size=length)
         mask[row, :length] = 1
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if "token_type_ids" in architecture.input_names:
-        feeds["token_type_ids"] = np.zeros_like(ids)
-    return feeds
+    by_role = {"token_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    return {i.name: by_role[i.role] for i in architecture.inputs}
 
 
 def parity_cases(
@@ -102,18 +114,20 @@ def text_case(
 
     loaded = Tokenizer.from_file(str(tokenizer_file))
     configure_tokenizer(loaded, max_length, tokenizer.pad_id, tokenizer.pad_token)
-    return tokenize(loaded, texts, architecture.input_names)
+    return tokenize(loaded, texts, [(i.name, i.encoding_field) for i in architecture.inputs])
 
 
 def check_parity(
     model: Any,
     artifact: OnnxArtifact,
+    architecture: Architecture,
     task: TaskExport,
     cases: list[Feeds],
     atol: float,
+    rtol: float,
     texts: Feeds | None = None,
 ) -> ParityReport:
-    """Largest |ONNX Runtime - PyTorch| over ``cases`` and ``texts`` (a tokenized batch).
+    """ONNX Runtime against PyTorch over ``cases`` and ``texts`` (a tokenized batch).
 
     Token-level outputs are compared on unpadded positions only.
     """
@@ -121,18 +135,33 @@ def check_parity(
     import torch
 
     session = ort.InferenceSession(str(artifact.path), providers=["CPUExecutionProvider"])
-    worst = 0.0
+    mask_name = architecture.mask_name
+    worst_abs = worst_rel = 0.0
+    worst_excess = -np.inf
     described = []
     labelled = [("", feeds) for feeds in cases] + ([("texts: ", texts)] if texts else [])
     for label, feeds in labelled:
         (onnx_out,) = session.run([artifact.output_name], feeds)
         with torch.no_grad():
             result = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-        torch_out = getattr(result, task.output_name).numpy()
-        diff = np.abs(onnx_out.astype(np.float64) - torch_out.astype(np.float64))
+        reference = getattr(result, task.output_name).numpy().astype(np.float64)
+        diff = np.abs(onnx_out.astype(np.float64) - reference)
         if task.token_level:
-            diff = diff[feeds["attention_mask"].astype(bool)]
-        worst = max(worst, float(diff.max()) if diff.size else 0.0)
-        lengths = feeds["attention_mask"].sum(axis=1).tolist()
+            keep = feeds[mask_name].astype(bool)
+            diff, reference = diff[keep], reference[keep]
+        if diff.size:
+            worst_abs = max(worst_abs, float(diff.max()))
+            nonzero = np.abs(reference) > 0
+            if nonzero.any():
+                worst_rel = max(
+                    worst_rel, float((diff[nonzero] / np.abs(reference[nonzero])).max())
+                )
+            worst_excess = max(
+                worst_excess, float((diff - (atol + rtol * np.abs(reference))).max())
+            )
+        lengths = feeds[mask_name].sum(axis=1).tolist()
         described.append(f"{label}batch {len(lengths)}, lengths {lengths}")
-    return ParityReport(artifact.output_name, atol, worst, tuple(described))
+    excess = worst_excess if np.isfinite(worst_excess) else 0.0
+    return ParityReport(
+        artifact.output_name, atol, rtol, worst_abs, worst_rel, excess, tuple(described)
+    )

@@ -149,6 +149,10 @@ def plan_model(
         instance_kind="KIND_CPU",
         dynamic_batching=None,
         parameters=(
+            (
+                "encoding_fields",
+                json.dumps([[i.name, i.encoding_field] for i in architecture.inputs]),
+            ),
             ("max_sequence_length", str(model.max_sequence_length)),
             ("pad_id", str(tokenizer.pad_id)),
             ("pad_token", tokenizer.pad_token),
@@ -168,7 +172,8 @@ def plan_model(
     )
     labels: tuple[str, ...] | None = None
     if model.task == "text-embedding":
-        post_inputs: tuple[TensorSpec, ...] = (raw_output, token_tensors[1])
+        mask = next(t for t in token_tensors if t.name == architecture.mask_name)
+        post_inputs: tuple[TensorSpec, ...] = (raw_output, mask)
         outputs: tuple[TensorSpec, ...] = (
             TensorSpec("EMBEDDING", "TYPE_FP32", (raw_output.dims[-1],)),
         )

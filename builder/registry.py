@@ -1,21 +1,49 @@
 """What the exporter knows per architecture and per task (the Optimum idea, kept small).
 
-An architecture says which tensors its forward takes; a task says which HF class to load,
-which output to export and what shape it has. Both are plain objects in a plain registry,
-built explicitly below; a failed lookup lists what is supported.
+An architecture says which tensors its forward takes and the role of each (token ids,
+attention mask, token type ids), so export, parity and the served tokenizer take each
+tensor from its role, never from its name; a task says which HF class to load, which output
+to export and what shape it has. Both are plain objects in a plain registry, built
+explicitly below; a failed lookup lists what is supported. Adding an architecture is one
+``Architecture`` line here and its tiny model in ``tests/tiny_models.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from builder.errors import ExportError
 
-__all__ = ["REGISTRY", "Architecture", "ExportRegistry", "TaskExport"]
+__all__ = [
+    "ATTENTION_MASK",
+    "REGISTRY",
+    "TOKEN_IDS",
+    "TOKEN_TYPE_IDS",
+    "Architecture",
+    "ExportRegistry",
+    "ModelInput",
+    "TaskExport",
+]
 
-_IDS_AND_MASK = ("input_ids", "attention_mask")
+Role = Literal["token_ids", "attention_mask", "token_type_ids"]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One tensor the model's forward takes: its name, its role, and the ``tokenizers``
+    ``Encoding`` field the served tokenizer fills it from."""
+
+    name: str
+    role: Role
+    encoding_field: str
+
+
+TOKEN_IDS = ModelInput("input_ids", "token_ids", "ids")
+ATTENTION_MASK = ModelInput("attention_mask", "attention_mask", "attention_mask")
+TOKEN_TYPE_IDS = ModelInput("token_type_ids", "token_type_ids", "type_ids")
+_IDS_AND_MASK = (TOKEN_IDS, ATTENTION_MASK)
 
 
 @dataclass(frozen=True)
@@ -23,12 +51,27 @@ class Architecture:
     """An encoder family, keyed by ``config.json``'s ``model_type``."""
 
     model_type: str
-    input_names: tuple[str, ...]
+    inputs: tuple[ModelInput, ...]
     # Dummy shapes for the export example; parity runs on different ones on purpose.
     example_batch: int = 2
     example_sequence: int = 8
     # RoBERTa numbers positions from pad_token_id + 1, so that many positions are unusable.
     positions_after_pad: bool = False
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    def named(self, role: Role) -> str | None:
+        """The name of the input with ``role``, or None when the model takes none."""
+        return next((i.name for i in self.inputs if i.role == role), None)
+
+    @property
+    def mask_name(self) -> str:
+        name = self.named("attention_mask")
+        if name is None:
+            raise ExportError(f"architecture {self.model_type!r} declares no attention mask")
+        return name
 
     def max_positions(self, hf_config: Mapping[str, Any]) -> int | None:
         """How many tokens one text may have, or None when config.json does not say."""
@@ -49,6 +92,7 @@ class TaskExport:
     auto_class: str  # attribute name in ``transformers``
     output_name: str
     token_level: bool  # output has a sequence axis (compare only unpadded positions)
+    rtol: float = 1e-4  # parity's default relative tolerance (export.rtol overrides it)
 
     def output_dims(self, hf_config: Mapping[str, Any]) -> tuple[int, ...]:
         """Dims of the output per batch item, -1 for the sequence axis."""
@@ -109,9 +153,14 @@ class ExportRegistry:
 
 REGISTRY = ExportRegistry(
     architectures=[
-        Architecture("bert", (*_IDS_AND_MASK, "token_type_ids")),
+        Architecture("bert", (*_IDS_AND_MASK, TOKEN_TYPE_IDS)),
         Architecture("roberta", _IDS_AND_MASK, positions_after_pad=True),
         Architecture("distilbert", _IDS_AND_MASK),
+        Architecture("xlm-roberta", _IDS_AND_MASK, positions_after_pad=True),
+        Architecture("mpnet", _IDS_AND_MASK, positions_after_pad=True),
+        Architecture("deberta-v2", _IDS_AND_MASK),
+        Architecture("electra", (*_IDS_AND_MASK, TOKEN_TYPE_IDS)),
+        Architecture("modernbert", _IDS_AND_MASK),
     ],
     tasks=[
         TaskExport("text-embedding", "AutoModel", "last_hidden_state", token_level=True),
@@ -120,6 +169,7 @@ REGISTRY = ExportRegistry(
             "AutoModelForSequenceClassification",
             "logits",
             token_level=False,
+            rtol=1e-3,  # logits can reach tens; float32 rounding grows with them
         ),
     ],
 )

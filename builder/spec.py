@@ -71,11 +71,13 @@ class ExportSettings(_Frozen):
     format: Literal["onnx"] = "onnx"
     opset: int = Field(default=18, ge=14, le=21)
     atol: float = Field(default=1.0e-4, gt=0, allow_inf_nan=False)
+    # |onnx - torch| <= atol + rtol * |torch|; None: the task's default (registry)
+    rtol: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     allow_parity_failure: bool = False
     # texts parity also runs on, tokenized as served (besides built-in samples and random ids)
     parity_texts: tuple[str, ...] = ()
 
-    @field_validator("atol", mode="before")
+    @field_validator("atol", "rtol", mode="before")
     @classmethod
     def _yaml_exponent(cls, value: object) -> object:
         # YAML 1.1 reads `1e-4` (no dot) as a string; accept it as the number it means.

@@ -253,17 +253,18 @@ class _ModelBuilder:
             model.max_sequence_length,
             tokenizer,
         )
-        report = check_parity(torch_model, artifact, task, cases, model.export.atol, texts)
-        verdict = "ok" if report.passed else "FAILED"
-        self.progress(
-            f"  {model.name}: parity {verdict}: max |onnx - torch| on {report.output} = "
-            f"{report.max_abs_diff:.3e} (atol {report.atol:g})"
+        rtol = task.rtol if model.export.rtol is None else model.export.rtol
+        report = check_parity(
+            torch_model, artifact, architecture, task, cases, model.export.atol, rtol, texts
         )
+        verdict = "ok" if report.passed else "FAILED"
+        self.progress(f"  {model.name}: parity {verdict}: {report.describe()}")
         if not report.passed and not model.export.allow_parity_failure:
             raise ParityError(
                 f"{self.spec.where(model, 'export.atol')}: output {report.output!r} differs "
-                f"from PyTorch by up to {report.max_abs_diff:.3e}, more than export.atol "
-                f"{report.atol:g} (cases: {'; '.join(report.cases)}). Nothing was written. Set "
+                f"from PyTorch beyond |onnx - torch| <= atol + rtol * |torch|: "
+                f"{report.describe()} (cases: {'; '.join(report.cases)}). Nothing was "
+                "written. Raise export.atol / export.rtol, or set "
                 "export.allow_parity_failure: true to build anyway.",
                 located=True,
             )

@@ -11,12 +11,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-# tokenizers' Encoding attribute per model input name
-_ENCODING_FIELDS = {
-    "input_ids": "ids",
-    "attention_mask": "attention_mask",
-    "token_type_ids": "type_ids",
-}
+# the tokenizers Encoding attributes a model input may be filled from
+ENCODING_FIELDS = ("ids", "attention_mask", "type_ids")
 
 
 def decode_texts(raw: npt.NDArray[Any]) -> list[str]:
@@ -36,12 +32,16 @@ def configure_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token:
     tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], names: Sequence[str]) -> dict[str, IntArray]:
-    """Encode ``texts`` into the int64 arrays named ``names``, each [batch, sequence]."""
+def tokenize(
+    tokenizer: Any, texts: Sequence[str], fields: Sequence[tuple[str, str]]
+) -> dict[str, IntArray]:
+    """Encode ``texts`` into int64 arrays [batch, sequence]: ``fields`` pairs each output
+    name with the ``Encoding`` attribute it comes from (``ENCODING_FIELDS``)."""
     encodings = tokenizer.encode_batch(list(texts))
     out: dict[str, IntArray] = {}
-    for name in names:
-        field = _ENCODING_FIELDS[name]
+    for name, field in fields:
+        if field not in ENCODING_FIELDS:
+            raise ValueError(f"{name}: unknown tokenizer field {field!r}")
         out[name] = np.asarray([getattr(e, field) for e in encodings], dtype=np.int64)
     return out
 

@@ -24,7 +24,8 @@ class TritonPythonModel:
             pad_id=int(params["pad_id"]),
             pad_token=params["pad_token"],
         )
-        self.output_names = [o["name"] for o in config["output"]]
+        # [[output name, tokenizers Encoding field], ...], from the architecture's registry entry
+        self.fields = [tuple(pair) for pair in json.loads(params["encoding_fields"])]
 
     def execute(self, requests):
         responses = []
@@ -32,7 +33,7 @@ class TritonPythonModel:
             try:
                 raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
                 texts = text_ops.decode_texts(raw)
-                arrays = text_ops.tokenize(self.tokenizer, texts, self.output_names)
+                arrays = text_ops.tokenize(self.tokenizer, texts, self.fields)
             except (UnicodeDecodeError, ValueError) as exc:
                 error = pb_utils.TritonError(f"TEXT: {exc}")
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))

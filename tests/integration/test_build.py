@@ -21,7 +21,16 @@ pytestmark = pytest.mark.slow
 # Every registered architecture must appear here (Optimum's test_all_models_tested).
 EXPORT_MATRIX = [
     (model_type, task)
-    for model_type in ("bert", "roberta", "distilbert")
+    for model_type in (
+        "bert",
+        "roberta",
+        "distilbert",
+        "xlm-roberta",
+        "mpnet",
+        "deberta-v2",
+        "electra",
+        "modernbert",
+    )
     for task in ("text-embedding", "text-classification")
 ]
 
@@ -92,7 +101,7 @@ def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
     assert onnx_files == ["model.onnx", "model.onnx.data"]
     config = (result.repository / "tiny_onnx" / "config.pbtxt").read_text()
     has_types = 'name: "token_type_ids"' in config
-    assert has_types == (model_type == "bert")
+    assert has_types == (model_type in ("bert", "electra"))
 
 
 def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(

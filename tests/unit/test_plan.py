@@ -59,6 +59,11 @@ def test_embedding_plan_bert() -> None:
     assert tok.outputs == (IDS, MASK, TYPES)
     assert (tok.instance_count, tok.instance_kind, tok.dynamic_batching) == (1, "KIND_CPU", None)
     assert tok.parameters == (
+        (
+            "encoding_fields",
+            '[["input_ids", "ids"], ["attention_mask", "attention_mask"], '
+            '["token_type_ids", "type_ids"]]',
+        ),
         ("max_sequence_length", "256"),
         ("pad_id", "0"),
         ("pad_token", "[PAD]"),
@@ -156,6 +161,7 @@ def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
     info = TokenizerInfo(pad_token="<pad>", pad_id=1)
     plan = plan_model(spec, spec.models[0], {"model_type": "roberta", "hidden_size": 8}, info)
     assert dict(plan.tokenizer.parameters) == {
+        "encoding_fields": '[["input_ids", "ids"], ["attention_mask", "attention_mask"]]',
         "max_sequence_length": "128",
         "pad_id": "1",
         "pad_token": "<pad>",

@@ -16,6 +16,11 @@ from builder.registry import REGISTRY, num_labels
         ("bert", ("input_ids", "attention_mask", "token_type_ids")),
         ("roberta", ("input_ids", "attention_mask")),
         ("distilbert", ("input_ids", "attention_mask")),
+        ("xlm-roberta", ("input_ids", "attention_mask")),
+        ("mpnet", ("input_ids", "attention_mask")),
+        ("deberta-v2", ("input_ids", "attention_mask")),
+        ("electra", ("input_ids", "attention_mask", "token_type_ids")),
+        ("modernbert", ("input_ids", "attention_mask")),
     ],
 )
 def test_architecture_inputs(model_type: str, inputs: tuple[str, ...]) -> None:
@@ -26,7 +31,16 @@ def test_architecture_inputs(model_type: str, inputs: tuple[str, ...]) -> None:
 
 
 def test_supported_lists_are_sorted() -> None:
-    assert REGISTRY.model_types == ("bert", "distilbert", "roberta")
+    assert REGISTRY.model_types == (
+        "bert",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "modernbert",
+        "mpnet",
+        "roberta",
+        "xlm-roberta",
+    )
     assert REGISTRY.tasks == ("text-classification", "text-embedding")
 
 
@@ -49,7 +63,8 @@ def test_unknown_architecture_lists_the_supported_ones() -> None:
     with pytest.raises(ExportError) as caught:
         REGISTRY.architecture("gpt2")
     assert str(caught.value) == (
-        "architecture 'gpt2' is not supported for export; supported: bert, distilbert, roberta"
+        "architecture 'gpt2' is not supported for export; supported: bert, deberta-v2, "
+        "distilbert, electra, modernbert, mpnet, roberta, xlm-roberta"
     )
 
 
@@ -94,3 +109,19 @@ def test_embedding_output_dims_without_hidden_size() -> None:
 def test_classification_output_dims(config: dict[str, Any], count: int) -> None:
     assert num_labels(config) == count
     assert REGISTRY.task("text-classification").output_dims(config) == (count,)
+
+
+def test_every_input_has_a_role_and_a_tokenizer_field() -> None:
+    for model_type in REGISTRY.model_types:
+        architecture = REGISTRY.architecture(model_type)
+        roles = [i.role for i in architecture.inputs]
+        assert roles[:2] == ["token_ids", "attention_mask"], model_type
+        assert len(set(roles)) == len(roles), model_type
+        assert architecture.mask_name == "attention_mask"
+        fields = {i.encoding_field for i in architecture.inputs}
+        assert fields <= {"ids", "attention_mask", "type_ids"}, model_type
+
+
+def test_default_relative_tolerances() -> None:
+    assert REGISTRY.task("text-embedding").rtol == 1e-4
+    assert REGISTRY.task("text-classification").rtol == 1e-3

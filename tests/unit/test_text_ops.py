@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from python_backends import text_ops
 from tests.tiny_models import write_tokenizer
 
-NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+NAMES = [("input_ids", "ids"), ("attention_mask", "attention_mask"), ("token_type_ids", "type_ids")]
 
 
 # --- pooling and normalisation --------------------------------------------------------------
@@ -157,12 +157,17 @@ def ids_of(vocab_file: Path, *tokens: str) -> list[int]:
     return [vocab.index(token) for token in tokens]
 
 
+def test_tokenize_refuses_an_unknown_field(vocab_file: Path) -> None:
+    with pytest.raises(ValueError, match=r"^input_ids: unknown tokenizer field 'input_ids'$"):
+        text_ops.tokenize(wordpiece(vocab_file), ["ok"], [("input_ids", "input_ids")])
+
+
 def test_tokenize_pads_to_the_longest_with_the_pad_id(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
     text_ops.configure_tokenizer(tokenizer, max_length=16, pad_id=4, pad_token="[MASK]")
     out = text_ops.tokenize(tokenizer, ["hello world", "the movie is good"], NAMES)
 
-    assert list(out) == NAMES
+    assert list(out) == [name for name, _ in NAMES]
     assert all(a.dtype == np.int64 and a.shape == (2, 6) for a in out.values())
     cls, sep, pad = ids_of(vocab_file, "[CLS]", "[SEP]", "[MASK]")
     hello, world, the, movie, is_, good = ids_of(
@@ -190,7 +195,9 @@ def test_tokenize_truncates_to_max_length_keeping_sep(vocab_file: Path) -> None:
 def test_tokenize_returns_only_the_names_asked_for(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
     text_ops.configure_tokenizer(tokenizer, max_length=8, pad_id=0, pad_token="[PAD]")
-    out = text_ops.tokenize(tokenizer, ["ok"], ["input_ids", "attention_mask"])
+    out = text_ops.tokenize(
+        tokenizer, ["ok"], [("input_ids", "ids"), ("attention_mask", "attention_mask")]
+    )
     assert list(out) == ["input_ids", "attention_mask"]
 
 
@@ -215,7 +222,7 @@ def test_tokenize_equals_bert_tokenizer_fast(vocab_file: Path, max_length: int) 
     text_ops.configure_tokenizer(tokenizer, max_length, reference.pad_token_id, "[PAD]")
     out = text_ops.tokenize(tokenizer, TEXTS, NAMES)
 
-    for name in NAMES:
+    for name, _ in NAMES:
         assert out[name].tolist() == expected[name], name
     # the texts really are tokenized, not all [UNK]
     assert len(set(out["input_ids"].ravel().tolist())) > 10
@@ -227,7 +234,7 @@ def test_configure_tokenizer_on_a_saved_tokenizer_json(vocab_file: Path) -> None
     wordpiece(vocab_file).save(str(path))
     tokenizer = Tokenizer.from_file(str(path))
     text_ops.configure_tokenizer(tokenizer, max_length=4, pad_id=0, pad_token="[PAD]")
-    out = text_ops.tokenize(tokenizer, ["good", "very very good"], ["input_ids"])
+    out = text_ops.tokenize(tokenizer, ["good", "very very good"], [("input_ids", "ids")])
     cls, sep, good, very = ids_of(vocab_file, "[CLS]", "[SEP]", "good", "very")
     assert out["input_ids"].tolist() == [[cls, good, sep, 0], [cls, very, very, sep]]
 

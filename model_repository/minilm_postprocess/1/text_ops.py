@@ -11,12 +11,8 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 
-# tokenizers' Encoding attribute per model input name
-_ENCODING_FIELDS = {
-    "input_ids": "ids",
-    "attention_mask": "attention_mask",
-    "token_type_ids": "type_ids",
-}
+# the tokenizers Encoding attributes a model input may be filled from
+ENCODING_FIELDS = ("ids", "attention_mask", "type_ids")
 
 
 def decode_texts(raw: npt.NDArray[Any]) -> list[str]:
@@ -36,12 +32,16 @@ def configure_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token:
     tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], names: Sequence[str]) -> dict[str, IntArray]:
-    """Encode ``texts`` into the int64 arrays named ``names``, each [batch, sequence]."""
+def tokenize(
+    tokenizer: Any, texts: Sequence[str], fields: Sequence[tuple[str, str]]
+) -> dict[str, IntArray]:
+    """Encode ``texts`` into int64 arrays [batch, sequence]: ``fields`` pairs each output
+    name with the ``Encoding`` attribute it comes from (``ENCODING_FIELDS``)."""
     encodings = tokenizer.encode_batch(list(texts))
     out: dict[str, IntArray] = {}
-    for name in names:
-        field = _ENCODING_FIELDS[name]
+    for name, field in fields:
+        if field not in ENCODING_FIELDS:
+            raise ValueError(f"{name}: unknown tokenizer field {field!r}")
         out[name] = np.asarray([getattr(e, field) for e in encodings], dtype=np.int64)
     return out
 
@@ -51,7 +51,7 @@ def mean_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     weights = mask.astype(np.float32)[:, :, None]
     summed = (hidden.astype(np.float32) * weights).sum(axis=1)
     counts = np.clip(weights.sum(axis=1), 1e-9, None)
-    return (summed / counts).astype(np.float32)
+    return np.asarray(summed / counts, dtype=np.float32)
 
 
 def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
@@ -66,7 +66,7 @@ def cls_pool(hidden: FloatArray, mask: IntArray | None = None) -> FloatArray:
 def max_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     """Per dimension, the largest value over tokens where ``mask`` is 1."""
     masked = np.where(mask[:, :, None].astype(bool), hidden.astype(np.float32), np.float32(-1e9))
-    return masked.max(axis=1).astype(np.float32)
+    return np.asarray(masked.max(axis=1), dtype=np.float32)
 
 
 def mean_sqrt_len_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
@@ -74,7 +74,7 @@ def mean_sqrt_len_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
     weights = mask.astype(np.float32)[:, :, None]
     summed = (hidden.astype(np.float32) * weights).sum(axis=1)
     counts = np.clip(weights.sum(axis=1), 1e-9, None)
-    return (summed / np.sqrt(counts)).astype(np.float32)
+    return np.asarray(summed / np.sqrt(counts), dtype=np.float32)
 
 
 def last_token_pool(hidden: FloatArray, mask: IntArray) -> FloatArray:
@@ -106,7 +106,7 @@ def pool(hidden: FloatArray, mask: IntArray, pooling: str) -> FloatArray:
 
 def l2_normalize(vectors: FloatArray) -> FloatArray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
+    return np.asarray(vectors / np.clip(norms, 1e-12, None), dtype=np.float32)
 
 
 def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> FloatArray:
@@ -118,7 +118,7 @@ def embed(hidden: FloatArray, mask: IntArray, pooling: str, normalize: bool) -> 
 def softmax(logits: FloatArray) -> FloatArray:
     shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
 def classify(
