@@ -44,11 +44,13 @@ def _vocab_size(hf_config: dict[str, Any], directory: Path) -> int:
     return value
 
 
-def _check_positions(spec: Spec, model: ModelSpec, architecture: Architecture, hf: Any) -> None:
+def _check_positions(
+    spec: Spec, model: ModelSpec, architecture: Architecture, hf: Any, max_length: int
+) -> None:
     limit = architecture.max_positions(hf)
-    if limit is not None and model.max_sequence_length > limit:
+    if limit is not None and max_length > limit:
         raise SpecError(
-            f"{spec.where(model, 'max_sequence_length')}: {model.max_sequence_length} tokens is "
+            f"{spec.where(model, 'max_sequence_length')}: {max_length} tokens is "
             f"more than the model supports ({limit}: max_position_embeddings in its "
             "config.json); set max_sequence_length to at most that",
             located=True,
@@ -109,15 +111,18 @@ def _check_tokenizer(directory: Path, vocab_size: int) -> None:
         )
 
 
-def check_inputs(spec: Spec, model: ModelSpec, source: ResolvedSource) -> dict[str, Any]:
-    """Raise a located BuildError unless ``source`` can be exported for ``model``."""
+def check_inputs(
+    spec: Spec, model: ModelSpec, source: ResolvedSource, max_length: int
+) -> dict[str, Any]:
+    """Raise a located BuildError unless ``source`` can be exported for ``model`` with texts
+    of up to ``max_length`` tokens."""
     where = spec.where(model, "source")
     with located(where):
         hf_config = source.hf_config()
         architecture = REGISTRY.architecture(str(hf_config.get("model_type", "")))
         REGISTRY.task(model.task)
         vocab_size = _vocab_size(hf_config, source.directory)
-    _check_positions(spec, model, architecture, hf_config)
+    _check_positions(spec, model, architecture, hf_config, max_length)
     with located(where):
         _check_tokenizer(source.directory, vocab_size)
     return hf_config

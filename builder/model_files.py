@@ -18,18 +18,22 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from builder.errors import SourceError
+from builder.spec import ModelSpec
 
 __all__ = [
+    "DEFAULT_MAX_SEQUENCE_LENGTH",
     "EmbeddingSettings",
     "HFConfig",
     "SentenceTransformersFolder",
     "Setting",
+    "embedding_settings",
     "read_hf_config",
     "read_sentence_transformers",
     "resolve_embedding",
 ]
 
 T = TypeVar("T")
+DEFAULT_MAX_SEQUENCE_LENGTH = 256
 Origin = Literal["spec", "model files", "default"]
 
 # sentence-transformers pooling modes we compute (python_backends/text_ops.POOLINGS)
@@ -260,4 +264,19 @@ def resolve_embedding(
         max_sequence_length=pick(
             spec_max_length, folder.max_seq_length if folder else None, default_max_length
         ),
+    )
+
+
+def embedding_settings(model: ModelSpec, directory: Path) -> EmbeddingSettings:
+    """The pooling, normalisation and length a build uses for ``model``: the spec's keys,
+    else what the source's sentence-transformers files say, else the defaults."""
+    spec_length = (
+        model.max_sequence_length if "max_sequence_length" in model.model_fields_set else None
+    )
+    return resolve_embedding(
+        model.pooling,
+        model.normalize,
+        spec_length,
+        read_sentence_transformers(directory),
+        DEFAULT_MAX_SEQUENCE_LENGTH,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder.errors import EnsembleError, SpecError
+from builder.model_files import EmbeddingSettings, resolve_embedding
 from builder.registry import REGISTRY, ExportRegistry, num_labels
 from builder.spec import DynamicBatching, ModelSpec, Spec
 
@@ -128,6 +129,7 @@ def plan_model(
     model: ModelSpec,
     hf_config: Mapping[str, Any],
     tokenizer: TokenizerInfo,
+    settings: EmbeddingSettings | None = None,
     registry: ExportRegistry = REGISTRY,
 ) -> ModelPlan:
     """Tensor specs of every member of ``model`` and the checked ensemble over them."""
@@ -137,6 +139,11 @@ def plan_model(
     kind = "KIND_GPU" if spec.target_of(model) == "gpu" else "KIND_CPU"
     batch = model.max_batch_size
     token_tensors = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in architecture.input_names)
+    if model.task == "text-embedding" and settings is None:  # the spec alone (no source files)
+        settings = resolve_embedding(
+            model.pooling, model.normalize, model.max_sequence_length, None, 0
+        )
+    max_length = settings.max_sequence_length.value if settings else model.max_sequence_length
     raw_output = TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config))
 
     tok = MemberPlan(
@@ -153,7 +160,7 @@ def plan_model(
                 "encoding_fields",
                 json.dumps([[i.name, i.encoding_field] for i in architecture.inputs]),
             ),
-            ("max_sequence_length", str(model.max_sequence_length)),
+            ("max_sequence_length", str(max_length)),
             ("pad_id", str(tokenizer.pad_id)),
             ("pad_token", tokenizer.pad_token),
             ("tokenizer_file", "tokenizer.json"),
@@ -171,15 +178,15 @@ def plan_model(
         default_model_filename="model.onnx",
     )
     labels: tuple[str, ...] | None = None
-    if model.task == "text-embedding":
+    if settings is not None:  # text-embedding
         mask = next(t for t in token_tensors if t.name == architecture.mask_name)
         post_inputs: tuple[TensorSpec, ...] = (raw_output, mask)
         outputs: tuple[TensorSpec, ...] = (
             TensorSpec("EMBEDDING", "TYPE_FP32", (raw_output.dims[-1],)),
         )
         post_params: tuple[tuple[str, str], ...] = (
-            ("normalize", "true" if model.effective_normalize else "false"),
-            ("pooling", model.effective_pooling),
+            ("normalize", "true" if settings.normalize.value else "false"),
+            ("pooling", settings.pooling.value),
             ("task", model.task),
         )
         ensemble_params: tuple[tuple[str, str], ...] = ()

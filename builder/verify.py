@@ -20,14 +20,14 @@ import numpy.typing as npt
 
 from builder.model_files import (
     EmbeddingSettings,
+    embedding_settings,
     read_hf_config,
     read_sentence_transformers,
-    resolve_embedding,
 )
 from builder.sources import resolve_source
 from builder.spec import ModelSpec, Spec
 
-__all__ = ["SAMPLE_TEXTS", "Verdict", "embedding_settings", "verify_spec"]
+__all__ = ["SAMPLE_TEXTS", "Verdict", "verify_spec"]
 
 SAMPLE_TEXTS = (
     "Hello world.",
@@ -39,7 +39,6 @@ SAMPLE_TEXTS = (
     "A slow, terrible film; I would not watch it again!",
     " ".join(["a long text that is cut at the model's maximum sequence length"] * 80),
 )
-DEFAULT_MAX_SEQUENCE_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -47,21 +46,6 @@ class Verdict:
     model: str
     ok: bool
     summary: str  # one line: the figures and the bound
-
-
-def embedding_settings(model: ModelSpec, directory: Path) -> EmbeddingSettings:
-    """The pooling, normalisation and length a build uses: the spec's keys, else the folder's
-    sentence-transformers files, else the defaults."""
-    spec_length = (
-        model.max_sequence_length if "max_sequence_length" in model.model_fields_set else None
-    )
-    return resolve_embedding(
-        model.pooling,
-        model.normalize,
-        spec_length,
-        read_sentence_transformers(directory),
-        DEFAULT_MAX_SEQUENCE_LENGTH,
-    )
 
 
 def _reference_embeddings(

@@ -29,6 +29,7 @@ from typing import Any
 from builder import __version__
 from builder.errors import ParityError, located
 from builder.inputs import check_inputs
+from builder.model_files import EmbeddingSettings, embedding_settings
 from builder.output import (
     FORMAT,
     GITIGNORE_HEADER,
@@ -103,10 +104,17 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Every exportable model's checked source and config.json, before any work."""
+    """Every exportable model's checked source, config.json and embedding settings (pooling,
+    normalisation, length: from the spec, the sentence-transformers files or the defaults),
+    before any work."""
 
     sources: dict[str, ResolvedSource]
     hf_configs: dict[str, dict[str, Any]]
+    embedding: dict[str, EmbeddingSettings]
+
+    def max_length(self, model: ModelSpec) -> int:
+        settings = self.embedding.get(model.name)
+        return settings.max_sequence_length.value if settings else model.max_sequence_length
 
 
 def library_versions() -> dict[str, str]:
@@ -119,7 +127,9 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def cache_key(spec: Spec, model: ModelSpec, source: ResolvedSource) -> str:
+def cache_key(
+    spec: Spec, model: ModelSpec, source: ResolvedSource, settings: EmbeddingSettings | None
+) -> str:
     # Only what changes the exported files or their parity figures: a new batch size or
     # instance count re-renders configs but does not re-export.
     payload = {
@@ -129,6 +139,7 @@ def cache_key(spec: Spec, model: ModelSpec, source: ResolvedSource) -> str:
         ),
         "target": spec.target_of(model),
         "source": source.fingerprint,
+        "embedding": settings.as_manifest() if settings else None,
         "libraries": library_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -243,14 +254,13 @@ class _ModelBuilder:
         self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
         torch_model = load_model(source.directory, task)
         artifact = export_onnx(torch_model, architecture, task, model.export.opset, out_dir)
-        cases = parity_cases(
-            architecture, int(config["vocab_size"]), model.max_sequence_length, tokenizer.pad_id
-        )
+        max_length = self.prepared.max_length(model)
+        cases = parity_cases(architecture, int(config["vocab_size"]), max_length, tokenizer.pad_id)
         texts = text_case(
             root / f"{model.name}_tokenizer" / "1" / "tokenizer.json",
             SAMPLE_TEXTS + model.export.parity_texts,
             architecture,
-            model.max_sequence_length,
+            max_length,
             tokenizer,
         )
         rtol = task.rtol if model.export.rtol is None else model.export.rtol
@@ -297,12 +307,15 @@ class _ModelBuilder:
     ) -> dict[str, Any]:
         started = time.monotonic()
         source = self.prepared.sources[model.name]
-        key = cache_key(self.spec, model, source)
+        settings = self.prepared.embedding.get(model.name)
+        key = cache_key(self.spec, model, source, settings)
         reuse = _reusable(self.previous, model.name, key, self.old_repo)
         state = "unchanged, reusing the previous export" if reuse else "building"
         self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} ({model.task}): {state}")
         tokenizer = self.tokenizer(model, source, reuse, root)
-        plan = plan_model(self.spec, model, self.prepared.hf_configs[model.name], tokenizer)
+        plan = plan_model(
+            self.spec, model, self.prepared.hf_configs[model.name], tokenizer, settings
+        )
         configs = render_model(plan, self.spec.path.name)
         _write_configs_and_code(plan, configs, root)
         entry: dict[str, Any] = {
@@ -318,6 +331,7 @@ class _ModelBuilder:
             "triton_models": sorted(configs),
             "tokenizer": {"pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_id},
             "labels": list(plan.labels) if plan.labels is not None else None,
+            "embedding": settings.as_manifest() if settings else None,
         }
         if not with_weights:
             return entry
@@ -354,16 +368,22 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
         progress(note)
     sources: dict[str, ResolvedSource] = {}
     hf_configs: dict[str, dict[str, Any]] = {}
+    embedding: dict[str, EmbeddingSettings] = {}
     for model in spec.models:
         if model.task == "text-generation":
             continue
         source = resolve_source(model, spec)
-        hf_configs[model.name] = check_inputs(spec, model, source)
+        max_length = model.max_sequence_length
+        if model.task == "text-embedding":
+            with located(spec.where(model, "source")):
+                embedding[model.name] = embedding_settings(model, source.directory)
+            max_length = embedding[model.name].max_sequence_length.value
+        hf_configs[model.name] = check_inputs(spec, model, source, max_length)
         sources[model.name] = source
     if replacing:
         protected = [source.directory for source in sources.values()]
         check_output_folder(repo, spec_file=spec.path, model_names=names, protected=protected)
-    return Prepared(sources, hf_configs)
+    return Prepared(sources, hf_configs, embedding)
 
 
 def _stage(
