@@ -1,4 +1,4 @@
-"""Command line: ``build-repo`` (the CI step) and ``triton-pack build|check|serve``.
+"""Command line: ``build-repo`` (the CI step) and ``triton-pack build|check|serve|verify``.
 
 Exit codes (the README's table):
 
@@ -226,6 +226,54 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"tritonserver log kept: {server.log_path}", file=sys.stderr, flush=True)
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from builder.verify import SAMPLE_TEXTS, verify_spec
+    from clients import ClientError
+
+    spec = load_spec(args.spec)
+    texts = list(SAMPLE_TEXTS)
+    if args.texts is not None:
+        try:
+            extra = args.texts.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BuildError(f"--texts {args.texts}: cannot read it: {exc}") from None
+        texts += [line for line in extra if line.strip()]
+    try:
+        verdicts = verify_spec(
+            spec,
+            args.url,
+            args.protocol,
+            texts,
+            min_cosine=args.min_cosine,
+            max_score_diff=args.max_score_diff,
+            progress=_progress(args.quiet),
+        )
+    except ClientError as exc:
+        raise BuildError(f"verify against {args.url}: {exc}") from None
+    for verdict in verdicts:
+        print(f"{'ok  ' if verdict.ok else 'FAIL'} {verdict.model}: {verdict.summary}")
+    failed = [v.model for v in verdicts if not v.ok]
+    if failed:
+        print(f"{len(failed)} model(s) differ from their source: {', '.join(failed)}")
+        return EXIT_FAILED
+    print(f"{len(verdicts)} model(s) served equal to their source models")
+    return EXIT_OK
+
+
+_VERIFY_HELP = """\
+Check a running server against the source models: send sample texts (unicode, empty, longer
+than max_sequence_length, plus --texts FILE, one per line) to every encoder model of SPEC,
+compute the source model's own answer in-process (sentence-transformers `encode` for a
+sentence-transformers folder served with its own settings; transformers otherwise) and print
+per model the worst cosine, or the worst score difference and the label mismatches.
+Exit 1 when a model is past its bound.
+
+example:
+  triton-pack serve &                        # or any server with the built repository
+  triton-pack verify models.yaml --url localhost:8000
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="triton-pack",
@@ -287,6 +335,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_debug(serve)
     serve.set_defaults(func=_serve)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a running server's answers against the source models",
+        description=_VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("spec", type=Path, help="the YAML spec the repository was built from")
+    verify.add_argument("--url", default="localhost:8000", help="the server (default %(default)s)")
+    verify.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    verify.add_argument("--texts", type=Path, default=None, help="more texts, one per line")
+    verify.add_argument(
+        "--min-cosine", type=float, default=0.9999, help="embeddings (default %(default)s)"
+    )
+    verify.add_argument(
+        "--max-score-diff",
+        type=float,
+        default=1e-3,
+        help="classification probabilities (default %(default)s)",
+    )
+    verify.add_argument("-q", "--quiet", action="store_true", help="print only the verdicts")
+    _add_debug(verify)
+    verify.set_defaults(func=_verify)
 
     words = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
