@@ -94,3 +94,19 @@ def test_embedding_output_dims_without_hidden_size() -> None:
 def test_classification_output_dims(config: dict[str, Any], count: int) -> None:
     assert num_labels(config) == count
     assert REGISTRY.task("text-classification").output_dims(config) == (count,)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "config", "positions"),
+    [
+        ("bert", {"max_position_embeddings": 512}, 512),
+        ("distilbert", {"max_position_embeddings": 512}, 512),
+        # RoBERTa numbers positions from pad_token_id + 1: 514 rows hold 512 tokens
+        ("roberta", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("roberta", {"max_position_embeddings": 520, "pad_token_id": 0}, 519),
+        ("bert", {}, None),
+        ("bert", {"max_position_embeddings": "512"}, None),
+    ],
+)
+def test_max_positions(model_type: str, config: dict[str, object], positions: int | None) -> None:
+    assert REGISTRY.architecture(model_type).max_positions(config) == positions
