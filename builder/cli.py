@@ -25,7 +25,7 @@ from types import FrameType
 
 from builder import __version__
 from builder.errors import BuildError
-from builder.serve import LocalServer, Ports, free_ports
+from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import load_spec
 from builder.write import build_repository, check_repository
 
@@ -189,6 +189,7 @@ def _port(value: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    check_served_repository(args.repository.resolve())  # before anything starts or prints
     chosen = [args.http_port, args.grpc_port, args.metrics_port]
     spare = iter(free_ports(3))
     ports = Ports(*[port or next(spare) for port in chosen])

@@ -325,8 +325,9 @@ def test_user_mistake_is_one_line_exit_1_and_writes_nothing(
 
     code = run_cli(mistake.argv(project))
 
-    _, err = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert code == 1, err
+    assert out == ""
     lines = err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == [lines[-1]], err  # one message, the last line
