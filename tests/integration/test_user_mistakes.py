@@ -182,6 +182,14 @@ MISTAKES: dict[str, Mistake] = {
         build(),
         ("<spec>: models[0].source (model 'tiny'): ", "has no folder 'nope'"),
     ),
+    "a Hub id that cannot be fetched": Mistake(
+        entry(source="someorg/no-such-model"),
+        build(),
+        (
+            "<spec>: models[0].source (model 'tiny'): 'someorg/no-such-model': not a local ",
+            "folder, and fetching it from the Hugging Face Hub failed: ",
+        ),
+    ),
     "no config.json": Mistake(
         entry(source="MODELS/noconfig"),
         build(),
