@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from types import FrameType
 
 from builder import __version__
 from builder.errors import BuildError
-from builder.serve import LocalServer, Ports, free_ports
+from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import load_spec
 from builder.write import build_repository, check_repository
 
@@ -76,8 +77,8 @@ def _add_build_only_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-parity-failure",
         action="store_true",
-        help="exit 0 even if a model failed parity (only models whose spec says "
-        "export.allow_parity_failure: true are built at all; without this flag they exit 3)",
+        help="exit 0, not 3, when a model failed parity and its spec allows that "
+        "(export.allow_parity_failure: true); the summary still says PARITY FAILED",
     )
 
 
@@ -113,6 +114,9 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the cleanup short
         raise Stopped(signum)
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; an embedding caller keeps its own
+        return
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
@@ -185,6 +189,7 @@ def _port(value: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    check_served_repository(args.repository.resolve())  # before anything starts or prints
     chosen = [args.http_port, args.grpc_port, args.metrics_port]
     spare = iter(free_ports(3))
     ports = Ports(*[port or next(spare) for port in chosen])

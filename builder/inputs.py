@@ -48,13 +48,19 @@ def _check_positions(
     spec: Spec, model: ModelSpec, architecture: Architecture, hf: Any, max_length: int
 ) -> None:
     limit = architecture.max_positions(hf)
-    if limit is not None and max_length > limit:
-        raise SpecError(
-            f"{spec.where(model, 'max_sequence_length')}: {max_length} tokens is "
-            f"more than the model supports ({limit}: max_position_embeddings in its "
-            "config.json); set max_sequence_length to at most that",
-            located=True,
-        )
+    if limit is None or max_length <= limit:
+        return
+    total = hf["max_position_embeddings"]
+    why = f"max_position_embeddings {total} in its config.json"
+    if limit != total:
+        why += f", less {total - limit} because {architecture.model_type} numbers positions after "
+        why += "pad_token_id"
+    raise SpecError(
+        f"{spec.where(model, 'max_sequence_length')}: {max_length} tokens is "
+        f"more than the model supports ({limit}: {why}); set max_sequence_length to at most "
+        f"{limit}",
+        located=True,
+    )
 
 
 def _vocabulary(directory: Path) -> tuple[dict[str, int], set[str]]:

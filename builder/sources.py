@@ -87,7 +87,7 @@ def _hub_dir(source: str, revision: str | None) -> Path:
     except Exception as exc:  # the hub client raises many unrelated types
         raise SourceError(
             f"{source!r}: not a local folder, and fetching it from the Hugging Face Hub "
-            f"failed: {type(exc).__name__}: {exc}"
+            f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
         ) from None
 
 

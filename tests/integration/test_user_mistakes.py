@@ -182,6 +182,14 @@ MISTAKES: dict[str, Mistake] = {
         build(),
         ("<spec>: models[0].source (model 'tiny'): ", "has no folder 'nope'"),
     ),
+    "a Hub id that cannot be fetched": Mistake(
+        entry(source="someorg/no-such-model"),
+        build(),
+        (
+            "<spec>: models[0].source (model 'tiny'): 'someorg/no-such-model': not a local ",
+            "folder, and fetching it from the Hugging Face Hub failed: ",
+        ),
+    ),
     "no config.json": Mistake(
         entry(source="MODELS/noconfig"),
         build(),
@@ -325,8 +333,9 @@ def test_user_mistake_is_one_line_exit_1_and_writes_nothing(
 
     code = run_cli(mistake.argv(project))
 
-    _, err = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert code == 1, err
+    assert out == ""
     lines = err.splitlines()
     errors = [line for line in lines if line.startswith("error:")]
     assert errors == [lines[-1]], err  # one message, the last line

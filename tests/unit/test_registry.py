@@ -125,3 +125,19 @@ def test_every_input_has_a_role_and_a_tokenizer_field() -> None:
 def test_default_relative_tolerances() -> None:
     assert REGISTRY.task("text-embedding").rtol == 1e-4
     assert REGISTRY.task("text-classification").rtol == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("model_type", "config", "positions"),
+    [
+        ("bert", {"max_position_embeddings": 512}, 512),
+        ("distilbert", {"max_position_embeddings": 512}, 512),
+        # RoBERTa numbers positions from pad_token_id + 1: 514 rows hold 512 tokens
+        ("roberta", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
+        ("roberta", {"max_position_embeddings": 520, "pad_token_id": 0}, 519),
+        ("bert", {}, None),
+        ("bert", {"max_position_embeddings": "512"}, None),
+    ],
+)
+def test_max_positions(model_type: str, config: dict[str, object], positions: int | None) -> None:
+    assert REGISTRY.architecture(model_type).max_positions(config) == positions
