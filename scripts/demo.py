@@ -2,7 +2,8 @@
 
 Starts the local server on free ports, sends a few texts to the `minilm` ensemble over HTTP
 and gRPC, prints the embeddings and their cosine similarity to sentence-transformers'
-``encode(..., normalize_embeddings=True)`` on the same texts, and stops the server.
+``encode(..., normalize_embeddings=True)`` on the same texts, runs ``triton-pack verify``
+against the server (every model of models.yaml against its source), and stops the server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from builder.cli import main as triton_pack
 from builder.serve import LocalServer
 from builder.sources import resolve_source
 from builder.spec import load_spec
@@ -37,6 +39,8 @@ def main() -> int:
             via_http = http.embed(TEXTS)
         with EmbeddingClient(server.grpc_url, model.name, protocol="grpc") as grpc:
             via_grpc = grpc.embed(TEXTS)
+        print(f"\n$ triton-pack verify models.yaml --url {server.http_url}", flush=True)
+        verified = triton_pack(["verify", str(ROOT / "models.yaml"), "--url", server.http_url])
 
     from sentence_transformers import SentenceTransformer
 
@@ -54,7 +58,7 @@ def main() -> int:
         print(f"  {text!r:58} [{head}, ...]  cos vs sentence-transformers {cosine:.6f}  {same}")
     verdict = "OK" if worst >= 0.9999 else "TOO FAR"
     print(f"\nlowest cosine similarity: {worst:.6f} ({verdict}, required >= 0.9999)")
-    return 0 if worst >= 0.9999 else 1
+    return 0 if worst >= 0.9999 and verified == 0 else 1
 
 
 if __name__ == "__main__":
