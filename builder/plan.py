@@ -310,13 +310,13 @@ class VllmPlan:
 
 
 def plan_vllm(model: ModelSpec) -> VllmPlan:
-    """The official vllm backend's contract (the stand-in's ``llm_ops`` holds it)."""
-    from python_backends.stand_ins.vllm import llm_ops
+    """The official vllm backend's contract (``python_backends.vllm_contract``)."""
+    from python_backends.vllm_contract import INPUTS, OUTPUTS
 
     inputs = tuple(
-        TensorSpec(name, kind, (1,), optional=optional) for name, kind, optional in llm_ops.INPUTS
+        TensorSpec(name, kind, (1,), optional=optional) for name, kind, optional in INPUTS
     )
-    outputs = tuple(TensorSpec(name, kind, tuple(dims)) for name, kind, dims in llm_ops.OUTPUTS)
+    outputs = tuple(TensorSpec(name, kind, tuple(dims)) for name, kind, dims in OUTPUTS)
     metrics = "true" if model.report_metrics else "false"
     engine = dict(model.engine or {})
     return VllmPlan(

@@ -143,6 +143,9 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
         shutil.copytree(
             stand_in.parent, dest / backend, ignore=shutil.ignore_patterns("__pycache__")
         )
+    # the vllm stand-in serves the contract the builder renders: the same module, copied
+    if (dest / "vllm" / "llm_ops.py").is_file():
+        shutil.copy2(STAND_INS_DIR.parent / "vllm_contract.py", dest / "vllm" / "vllm_contract.py")
     return dest
 
 

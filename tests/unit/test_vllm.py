@@ -26,6 +26,8 @@ from builder.render import render_vllm
 from builder.spec import parse_spec
 from python_backends.stand_ins.vllm import llm_ops
 
+ROOT = Path(__file__).resolve().parent.parent.parent
+
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "vllm"
 SPEC = """\
 models:
@@ -307,3 +309,31 @@ def test_non_streaming_includes_the_prompt_unless_excluded() -> None:
     bare = llm_ops.response_arrays(request_for(False, exclude=True), out, llm_ops.Progress(), True)
     assert bare["text_output"][0] == b" there"
     assert list(bare) == ["text_output"]
+
+
+def test_one_contract_for_the_builder_the_stand_in_and_the_client() -> None:
+    from clients.llm_core import OUTPUTS as CLIENT_OUTPUTS
+    from python_backends import vllm_contract
+
+    # the stand-in serves the very objects the builder renders
+    assert llm_ops.INPUTS is vllm_contract.INPUTS
+    assert llm_ops.OUTPUTS is vllm_contract.OUTPUTS
+    spec = parse_spec(
+        "models:\n  - {name: llm, task: text-generation, backend: vllm, engine: {model: m}}\n",
+        Path("models.yaml"),
+    )
+    plan = plan_vllm(spec.models[0])
+    assert [t.name for t in plan.inputs] == [name for name, _, _ in vllm_contract.INPUTS]
+    assert [t.name for t in plan.outputs] == [name for name, _, _ in vllm_contract.OUTPUTS]
+    # the client asks only for outputs the contract has (clients/ cannot import the builder)
+    served = {name for name, _, _ in vllm_contract.OUTPUTS}
+    assert set(CLIENT_OUTPUTS) <= served
+    assert "text_output" in CLIENT_OUTPUTS
+
+
+def test_serve_copies_the_contract_beside_the_vllm_stand_in(tmp_path: Path) -> None:
+    from builder.serve import assemble_backends, find_tritonserver
+
+    backends = assemble_backends(find_tritonserver(), tmp_path / "backends")
+    copied = backends / "vllm" / "vllm_contract.py"
+    assert copied.read_bytes() == (ROOT / "python_backends" / "vllm_contract.py").read_bytes()

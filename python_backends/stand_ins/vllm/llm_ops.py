@@ -16,26 +16,21 @@ from typing import Any
 
 import numpy as np
 
-INPUTS = (
-    # name, Triton type, optional
-    ("text_input", "TYPE_STRING", False),
-    ("stream", "TYPE_BOOL", True),
-    ("sampling_parameters", "TYPE_STRING", True),
-    ("exclude_input_in_output", "TYPE_BOOL", True),
-    ("return_finish_reason", "TYPE_BOOL", True),
-    ("return_cumulative_logprob", "TYPE_BOOL", True),
-    ("return_logprobs", "TYPE_BOOL", True),
-    ("return_num_input_tokens", "TYPE_BOOL", True),
-    ("return_num_output_tokens", "TYPE_BOOL", True),
-)
-OUTPUTS = (
-    ("text_output", "TYPE_STRING", [-1]),
-    ("finish_reason", "TYPE_STRING", [-1]),
-    ("cumulative_logprob", "TYPE_FP32", [-1]),
-    ("logprobs", "TYPE_STRING", [-1]),
-    ("num_input_tokens", "TYPE_UINT32", [1]),
-    ("num_output_tokens", "TYPE_UINT32", [-1]),
-)
+try:  # inside Triton: `triton-pack serve` copies the contract beside this file
+    from vllm_contract import INPUTS, OUTPUTS
+except ImportError:  # imported from the repository (tests)
+    from python_backends.vllm_contract import INPUTS, OUTPUTS
+
+__all__ = [
+    "INPUTS",
+    "OUTPUTS",
+    "GenerationRequest",
+    "Progress",
+    "RequestError",
+    "parse_request",
+    "response_arrays",
+]
+
 _RETURN_FLAGS = {
     "return_finish_reason": "finish_reason",
     "return_cumulative_logprob": "cumulative_logprob",
