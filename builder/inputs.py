@@ -17,9 +17,9 @@ Each failure names the spec file, the key and the model, and nothing has been wr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from builder.errors import SourceError, SpecError, located
+from builder.model_files import HFConfig, read_hf_config
 from builder.registry import REGISTRY, Architecture
 from builder.sources import ResolvedSource
 from builder.spec import ModelSpec, Spec
@@ -37,20 +37,19 @@ TOKENIZER_FILES = (
 )
 
 
-def _vocab_size(hf_config: dict[str, Any], directory: Path) -> int:
-    value = hf_config.get("vocab_size")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SourceError(f"{directory}/config.json has no valid vocab_size (got {value!r})")
-    return value
+def _vocab_size(hf_config: HFConfig) -> int:
+    if hf_config.vocab_size < 1:
+        raise SourceError(f"{hf_config.path}: vocab_size: must be >= 1, got {hf_config.vocab_size}")
+    return hf_config.vocab_size
 
 
 def _check_positions(
-    spec: Spec, model: ModelSpec, architecture: Architecture, hf: Any, max_length: int
+    spec: Spec, model: ModelSpec, architecture: Architecture, hf: HFConfig, max_length: int
 ) -> None:
     limit = architecture.max_positions(hf)
     if limit is None or max_length <= limit:
         return
-    total = hf["max_position_embeddings"]
+    total = hf.max_position_embeddings or limit  # max_positions was computed from it
     why = f"max_position_embeddings {total} in its config.json"
     if limit != total:
         why += f", less {total - limit} because {architecture.model_type} numbers positions after "
@@ -117,17 +116,15 @@ def _check_tokenizer(directory: Path, vocab_size: int) -> None:
         )
 
 
-def check_inputs(
-    spec: Spec, model: ModelSpec, source: ResolvedSource, max_length: int
-) -> dict[str, Any]:
+def check_inputs(spec: Spec, model: ModelSpec, source: ResolvedSource, max_length: int) -> HFConfig:
     """Raise a located BuildError unless ``source`` can be exported for ``model`` with texts
     of up to ``max_length`` tokens."""
     where = spec.where(model, "source")
     with located(where):
-        hf_config = source.hf_config()
-        architecture = REGISTRY.architecture(str(hf_config.get("model_type", "")))
+        hf_config = read_hf_config(source.directory)
+        architecture = REGISTRY.architecture(hf_config.model_type)
         REGISTRY.task(model.task)
-        vocab_size = _vocab_size(hf_config, source.directory)
+        vocab_size = _vocab_size(hf_config)
     _check_positions(spec, model, architecture, hf_config, max_length)
     with located(where):
         _check_tokenizer(source.directory, vocab_size)

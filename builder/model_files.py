@@ -27,6 +27,7 @@ __all__ = [
     "SentenceTransformersFolder",
     "Setting",
     "embedding_settings",
+    "hf_config_from",
     "read_hf_config",
     "read_sentence_transformers",
     "resolve_embedding",
@@ -93,7 +94,7 @@ class HFConfig:
 
 def _labels(data: Mapping[str, Any], path: Path) -> tuple[str, ...] | None:
     id2label = data.get("id2label")
-    if id2label is None:
+    if id2label is None or id2label == {}:
         return None
     if not isinstance(id2label, dict) or not id2label:
         raise SourceError(f"{path}: id2label: expected a mapping of ids to labels")
@@ -106,11 +107,8 @@ def _labels(data: Mapping[str, Any], path: Path) -> tuple[str, ...] | None:
     return tuple(by_id[i] for i in range(len(by_id)))
 
 
-def read_hf_config(directory: Path) -> HFConfig:
-    path = directory / "config.json"
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected a JSON object")
+def hf_config_from(data: Mapping[str, Any], path: Path) -> HFConfig:
+    """``config.json``'s ``data`` (read from ``path``) as an HFConfig; errors name both."""
     model_type = data.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise SourceError(f"{path}: model_type: missing (is this a Hugging Face model folder?)")
@@ -128,6 +126,15 @@ def read_hf_config(directory: Path) -> HFConfig:
         num_labels=num_labels,
         raw=data,
     )
+
+
+def read_hf_config(directory: Path) -> HFConfig:
+    """``directory/config.json``, read once, as an HFConfig."""
+    path = directory / "config.json"
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a JSON object")
+    return hf_config_from(data, path)
 
 
 # --- sentence-transformers folders -------------------------------------------------------------

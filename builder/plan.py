@@ -12,13 +12,11 @@ shape or batch-size mismatch between two steps is a build error naming both ends
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from builder.errors import EnsembleError, SpecError
-from builder.model_files import EmbeddingSettings, resolve_embedding
-from builder.registry import REGISTRY, ExportRegistry, num_labels
+from builder.model_files import EmbeddingSettings, HFConfig, resolve_embedding
+from builder.registry import REGISTRY, ExportRegistry
 from builder.spec import DynamicBatching, ModelSpec, Spec
 
 __all__ = [
@@ -96,8 +94,8 @@ class ModelPlan:
 TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
 
 
-def _labels(model: ModelSpec, hf_config: Mapping[str, Any], where: str) -> tuple[str, ...]:
-    count = num_labels(hf_config)
+def _labels(model: ModelSpec, hf_config: HFConfig, where: str) -> tuple[str, ...]:
+    count = hf_config.num_labels
     if model.labels is not None:
         if len(model.labels) != count:
             raise SpecError(
@@ -106,13 +104,7 @@ def _labels(model: ModelSpec, hf_config: Mapping[str, Any], where: str) -> tuple
                 located=True,
             )
         return model.labels
-    id2label = hf_config.get("id2label")
-    if isinstance(id2label, dict) and len(id2label) == count:
-        try:
-            return tuple(str(id2label[k]) for k in sorted(id2label, key=int))
-        except ValueError:
-            pass
-    return tuple(f"LABEL_{i}" for i in range(count))
+    return hf_config.labels or tuple(f"LABEL_{i}" for i in range(count))
 
 
 def _step(member: MemberPlan, **renames: str) -> EnsembleStep:
@@ -127,14 +119,13 @@ def _step(member: MemberPlan, **renames: str) -> EnsembleStep:
 def plan_model(
     spec: Spec,
     model: ModelSpec,
-    hf_config: Mapping[str, Any],
+    hf_config: HFConfig,
     tokenizer: TokenizerInfo,
     settings: EmbeddingSettings | None = None,
     registry: ExportRegistry = REGISTRY,
 ) -> ModelPlan:
     """Tensor specs of every member of ``model`` and the checked ensemble over them."""
-    model_type = str(hf_config.get("model_type", ""))
-    architecture = registry.architecture(model_type)
+    architecture = registry.architecture(hf_config.model_type)
     task = registry.task(model.task)
     kind = "KIND_GPU" if spec.target_of(model) == "gpu" else "KIND_CPU"
     batch = model.max_batch_size

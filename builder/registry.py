@@ -10,11 +10,13 @@ explicitly below; a failed lookup lists what is supported. Adding an architectur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from builder.errors import ExportError
+
+if TYPE_CHECKING:
+    from builder.model_files import HFConfig
 
 __all__ = [
     "ATTENTION_MASK",
@@ -73,14 +75,14 @@ class Architecture:
             raise ExportError(f"architecture {self.model_type!r} declares no attention mask")
         return name
 
-    def max_positions(self, hf_config: Mapping[str, Any]) -> int | None:
+    def max_positions(self, hf_config: HFConfig) -> int | None:
         """How many tokens one text may have, or None when config.json does not say."""
-        total = hf_config.get("max_position_embeddings")
-        if not isinstance(total, int) or isinstance(total, bool):
+        total = hf_config.max_position_embeddings
+        if total is None:
             return None
         if self.positions_after_pad:
-            pad = hf_config.get("pad_token_id")
-            total -= (pad if isinstance(pad, int) else 1) + 1
+            pad = hf_config.pad_token_id
+            total -= (pad if pad is not None else 1) + 1
         return total
 
 
@@ -94,27 +96,11 @@ class TaskExport:
     token_level: bool  # output has a sequence axis (compare only unpadded positions)
     rtol: float = 1e-4  # parity's default relative tolerance (export.rtol overrides it)
 
-    def output_dims(self, hf_config: Mapping[str, Any]) -> tuple[int, ...]:
+    def output_dims(self, hf_config: HFConfig) -> tuple[int, ...]:
         """Dims of the output per batch item, -1 for the sequence axis."""
         if self.token_level:
-            return (-1, _int_field(hf_config, "hidden_size", "dim"))
-        return (num_labels(hf_config),)
-
-
-def _int_field(hf_config: Mapping[str, Any], *keys: str) -> int:
-    for key in keys:
-        value = hf_config.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    raise ExportError(f"config.json has none of {', '.join(keys)}")
-
-
-def num_labels(hf_config: Mapping[str, Any]) -> int:
-    id2label = hf_config.get("id2label")
-    if isinstance(id2label, dict) and id2label:
-        return len(id2label)
-    value = hf_config.get("num_labels")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 2
+            return (-1, hf_config.hidden_size)
+        return (hf_config.num_labels,)
 
 
 class ExportRegistry:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from builder.errors import SourceError, located
 from builder.spec import ModelSpec, Spec
@@ -32,16 +30,6 @@ class ResolvedSource:
     spec_source: str
     directory: Path
     files: tuple[tuple[str, str], ...]  # (relative path, sha256), sorted
-
-    def hf_config(self) -> dict[str, Any]:
-        path = self.directory / "config.json"
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SourceError(f"{path}: cannot read the model's config.json: {exc}") from None
-        if not isinstance(data, dict):
-            raise SourceError(f"{path}: config.json is not a JSON object")
-        return data
 
     @property
     def fingerprint(self) -> str:

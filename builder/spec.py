@@ -37,7 +37,7 @@ __all__ = [
 Target = Literal["cpu", "gpu"]
 Task = Literal["text-embedding", "text-classification", "text-generation"]
 Backend = Literal["onnx", "vllm"]
-Pooling = Literal["mean", "cls"]
+Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken"]
 
 # A name becomes a folder in the repository and part of member names: keep it boring.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")

@@ -29,7 +29,7 @@ from typing import Any
 from builder import __version__
 from builder.errors import ParityError, located
 from builder.inputs import check_inputs
-from builder.model_files import EmbeddingSettings, embedding_settings
+from builder.model_files import EmbeddingSettings, HFConfig, embedding_settings
 from builder.output import (
     FORMAT,
     GITIGNORE_HEADER,
@@ -109,7 +109,7 @@ class Prepared:
     before any work."""
 
     sources: dict[str, ResolvedSource]
-    hf_configs: dict[str, dict[str, Any]]
+    hf_configs: dict[str, HFConfig]
     embedding: dict[str, EmbeddingSettings]
 
     def max_length(self, model: ModelSpec) -> int:
@@ -249,13 +249,13 @@ class _ModelBuilder:
         from builder.parity import SAMPLE_TEXTS, check_parity, parity_cases, text_case
 
         config = self.prepared.hf_configs[model.name]
-        architecture = REGISTRY.architecture(str(config.get("model_type", "")))
+        architecture = REGISTRY.architecture(config.model_type)
         task = REGISTRY.task(model.task)
         self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
         torch_model = load_model(source.directory, task)
         artifact = export_onnx(torch_model, architecture, task, model.export.opset, out_dir)
         max_length = self.prepared.max_length(model)
-        cases = parity_cases(architecture, int(config["vocab_size"]), max_length, tokenizer.pad_id)
+        cases = parity_cases(architecture, config.vocab_size, max_length, tokenizer.pad_id)
         texts = text_case(
             root / f"{model.name}_tokenizer" / "1" / "tokenizer.json",
             SAMPLE_TEXTS + model.export.parity_texts,
@@ -367,7 +367,7 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
     for note in remove_stale_staging(repo):
         progress(note)
     sources: dict[str, ResolvedSource] = {}
-    hf_configs: dict[str, dict[str, Any]] = {}
+    hf_configs: dict[str, HFConfig] = {}
     embedding: dict[str, EmbeddingSettings] = {}
     for model in spec.models:
         if model.task == "text-generation":

@@ -109,14 +109,14 @@ def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(
 ) -> None:
     repo = built.parent / "repo"
     before = snapshot(repo)
-    text = built.read_text() + "    export: {atol: 1.0e-12}\n"
+    text = built.read_text() + "    export: {atol: 1.0e-12, rtol: 0}\n"
     built.write_text(text)
     assert build_repo_main([str(built)]) == 1
     err = capsys.readouterr().err
     assert "model 'tiny'" in err
     assert "output 'logits'" in err
-    assert "more than export.atol 1e-12" in err
-    assert "differs from PyTorch by up to" in err
+    assert "beyond |onnx - torch| <= atol + rtol * |torch|: max |onnx - torch| on logits" in err
+    assert "(atol 1e-12, rtol 0)" in err
     assert snapshot(repo) == before
     assert sorted(p.name for p in built.parent.iterdir()) == ["models.yaml", "repo"]
 
@@ -125,7 +125,7 @@ def test_allow_parity_failure_builds_says_so_and_exits_3(
     built: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     built.write_text(
-        built.read_text() + "    export: {atol: 1.0e-12, allow_parity_failure: true}\n"
+        built.read_text() + "    export: {atol: 1.0e-12, rtol: 0, allow_parity_failure: true}\n"
     )
     assert build_repo_main([str(built), "-q"]) == 3
     out, err = capsys.readouterr()
@@ -145,7 +145,11 @@ def test_allow_parity_failure_builds_says_so_and_exits_3(
 BAD_ENTRIES = [
     ("    instances: '2'\n", "models[0].instances (model 'tiny'): Input should be a valid integer"),
     ("    bogus: 1\n", "models[0].bogus (model 'tiny'): unknown key"),
-    ("    pooling: max\n", "models[0].pooling (model 'tiny'): Input should be 'mean' or 'cls'"),
+    (
+        "    pooling: weighted\n",
+        "models[0].pooling (model 'tiny'): Input should be 'mean', 'cls', 'max', "
+        "'mean_sqrt_len_tokens' or 'lasttoken'",
+    ),
     (
         "    dynamic_batching: {max_queue_delay_us: abc}\n",
         "models[0].dynamic_batching.max_queue_delay_us (model 'tiny')",

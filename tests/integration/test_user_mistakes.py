@@ -27,7 +27,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Model folders: good, no tokenizer, tokenizer bigger than the model, electra."""
+    """Model folders: good, no tokenizer, tokenizer bigger than the model, gpt2."""
     root = tmp_path_factory.mktemp("mistake-models")
     good = make_model(root / "good", "bert", "text-embedding")
     notok = root / "notok"
@@ -36,7 +36,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (notok / name).unlink()
     for folder, changes in (
         ("smallvocab", {"vocab_size": 40}),
-        ("electra", {"model_type": "electra"}),
+        ("gpt2", {"model_type": "gpt2"}),
     ):
         shutil.copytree(good, root / folder)
         config = json.loads((root / folder / "config.json").read_text())
@@ -139,9 +139,12 @@ MISTAKES: dict[str, Mistake] = {
         ("<spec>: models[0].instances (model 'tiny'): Input should be a valid integer",),
     ),
     "bad enum": Mistake(
-        entry(pooling="max"),
+        entry(pooling="weighted"),
         build(),
-        ("<spec>: models[0].pooling (model 'tiny'): Input should be 'mean' or 'cls'",),
+        (
+            "<spec>: models[0].pooling (model 'tiny'): Input should be 'mean', 'cls', 'max', ",
+            "'mean_sqrt_len_tokens' or 'lasttoken'",
+        ),
     ),
     "duplicate names": Mistake(
         GOOD + "  - {name: tiny, task: text-embedding, source: x}\n",
@@ -231,11 +234,12 @@ MISTAKES: dict[str, Mistake] = {
         ),
     ),
     "unsupported architecture": Mistake(
-        entry(source="MODELS/electra"),
+        entry(source="MODELS/gpt2"),
         build(),
         (
-            "<spec>: models[0].source (model 'tiny'): architecture 'electra' is not supported ",
-            "for export; supported: bert, distilbert, roberta",
+            "<spec>: models[0].source (model 'tiny'): architecture 'gpt2' is not supported ",
+            "for export; supported: bert, deberta-v2, distilbert, electra, modernbert, mpnet, ",
+            "roberta, xlm-roberta",
         ),
     ),
     "-o .": Mistake(
@@ -385,5 +389,5 @@ def test_a_vocab_txt_without_tokenizer_json_passes_the_checks(project: Project) 
     from builder.spec import load_spec
 
     spec = load_spec(project.write(entry(source="MODELS/vocabtxt")))
-    config = check_inputs(spec, spec.models[0], resolve_source(spec.models[0], spec))
-    assert config["model_type"] == "bert"
+    config = check_inputs(spec, spec.models[0], resolve_source(spec.models[0], spec), 64)
+    assert config.model_type == "bert"

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from builder.errors import EnsembleError, ExportError, SpecError
+from builder.errors import EnsembleError, ExportError, SourceError, SpecError
+from builder.model_files import HFConfig, hf_config_from
 from builder.plan import (
     EnsembleStep,
     ModelPlan,
@@ -31,9 +32,16 @@ def make_spec(entry: str, defaults: str = "") -> Spec:
     return parse_spec(f"{defaults}models:\n  - {entry}\n", Path("models.yaml"))
 
 
+def hf(config: dict[str, Any]) -> HFConfig:
+    """config.json's ``config``; vocab_size and hidden_size filled in where a test omits them."""
+    sized = any(key in config for key in ("hidden_size", "dim", "d_model"))
+    base = {"vocab_size": 100, **({} if sized else {"hidden_size": 32})}
+    return hf_config_from({**base, **config}, Path("config.json"))
+
+
 def plan_for(entry: str, hf_config: dict[str, Any], defaults: str = "") -> ModelPlan:
     spec = make_spec(entry, defaults)
-    return plan_model(spec, spec.models[0], hf_config, TOKENIZER)
+    return plan_model(spec, spec.models[0], hf(hf_config), TOKENIZER)
 
 
 MINILM = (
@@ -159,7 +167,7 @@ def test_embedding_defaults_mean_and_normalize() -> None:
 def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
     spec = make_spec("{name: e, task: text-embedding, source: ./m, max_sequence_length: 128}")
     info = TokenizerInfo(pad_token="<pad>", pad_id=1)
-    plan = plan_model(spec, spec.models[0], {"model_type": "roberta", "hidden_size": 8}, info)
+    plan = plan_model(spec, spec.models[0], hf({"model_type": "roberta", "hidden_size": 8}), info)
     assert dict(plan.tokenizer.parameters) == {
         "encoding_fields": '[["input_ids", "ids"], ["attention_mask", "attention_mask"]]',
         "max_sequence_length": "128",
@@ -218,12 +226,16 @@ def test_spec_labels_win_over_id2label() -> None:
     assert plan.labels == ("bad", "good")
 
 
+def test_id2label_that_is_not_by_id_is_named() -> None:
+    with pytest.raises(SourceError, match=r"^config.json: id2label: keys must be integers$"):
+        plan_for(classifier(), {"model_type": "bert", "id2label": {"a": "x", "b": "y"}})
+
+
 @pytest.mark.parametrize(
     ("hf_config", "labels"),
     [
         ({"model_type": "bert", "num_labels": 3}, ("LABEL_0", "LABEL_1", "LABEL_2")),
         ({"model_type": "bert"}, ("LABEL_0", "LABEL_1")),
-        ({"model_type": "bert", "id2label": {"a": "x", "b": "y"}}, ("LABEL_0", "LABEL_1")),
     ],
 )
 def test_default_labels(hf_config: dict[str, Any], labels: tuple[str, ...]) -> None:
@@ -253,7 +265,7 @@ def test_target_gpu_puts_only_the_onnx_member_on_gpu() -> None:
 def test_unsupported_architecture() -> None:
     with pytest.raises(ExportError, match="architecture 'gpt2' is not supported"):
         plan_for(classifier(), {"model_type": "gpt2"})
-    with pytest.raises(ExportError, match="architecture '' is not supported"):
+    with pytest.raises(SourceError, match=r"^config.json: model_type: missing"):
         plan_for(classifier(), {})
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from builder.errors import ExportError
-from builder.registry import REGISTRY, num_labels
+from builder.errors import ExportError, SourceError
+from builder.model_files import HFConfig, hf_config_from
+from builder.registry import REGISTRY
+
+
+def hf(config: dict[str, Any]) -> HFConfig:
+    """config.json's ``config`` over the keys every model has."""
+    base = {"model_type": "bert", "vocab_size": 100, "hidden_size": 32}
+    return hf_config_from({**base, **config}, Path("config.json"))
 
 
 @pytest.mark.parametrize(
@@ -83,16 +91,26 @@ def test_unknown_task_lists_the_supported_ones() -> None:
         ({"hidden_size": 384}, (-1, 384)),
         ({"dim": 768}, (-1, 768)),  # DistilBERT's name for it
         ({"hidden_size": 32, "dim": 64}, (-1, 32)),  # hidden_size wins
-        ({"hidden_size": "384", "dim": 16}, (-1, 16)),  # not an int: skipped
+        ({"d_model": 48}, (-1, 48)),
     ],
 )
 def test_embedding_output_dims(config: dict[str, Any], dims: tuple[int, ...]) -> None:
-    assert REGISTRY.task("text-embedding").output_dims(config) == dims
+    data = {"model_type": "bert", "vocab_size": 100, **config}
+    assert REGISTRY.task("text-embedding").output_dims(hf_config_from(data, Path("c"))) == dims
 
 
-def test_embedding_output_dims_without_hidden_size() -> None:
-    with pytest.raises(ExportError, match=r"^config.json has none of hidden_size, dim$"):
-        REGISTRY.task("text-embedding").output_dims({"model_type": "bert"})
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "config.json: none of hidden_size, dim, d_model is set"),
+        ({"hidden_size": "384"}, "config.json: hidden_size: expected an integer, got '384'"),
+    ],
+)
+def test_a_missing_or_mistyped_hidden_size_is_named(config: dict[str, Any], message: str) -> None:
+    data = {"model_type": "bert", "vocab_size": 100, **config}
+    with pytest.raises(SourceError) as info:
+        hf_config_from(data, Path("config.json"))
+    assert str(info.value) == message
 
 
 @pytest.mark.parametrize(
@@ -103,12 +121,16 @@ def test_embedding_output_dims_without_hidden_size() -> None:
         ({"id2label": {}, "num_labels": 5}, 5),
         ({"num_labels": 4}, 4),
         ({}, 2),  # transformers' default
-        ({"num_labels": "4"}, 2),
     ],
 )
 def test_classification_output_dims(config: dict[str, Any], count: int) -> None:
-    assert num_labels(config) == count
-    assert REGISTRY.task("text-classification").output_dims(config) == (count,)
+    assert hf(config).num_labels == count
+    assert REGISTRY.task("text-classification").output_dims(hf(config)) == (count,)
+
+
+def test_a_mistyped_count_is_named() -> None:
+    with pytest.raises(SourceError, match=r"^config.json: num_labels: expected an integer"):
+        hf({"num_labels": "4"})
 
 
 def test_every_input_has_a_role_and_a_tokenizer_field() -> None:
@@ -136,8 +158,7 @@ def test_default_relative_tolerances() -> None:
         ("roberta", {"max_position_embeddings": 514, "pad_token_id": 1}, 512),
         ("roberta", {"max_position_embeddings": 520, "pad_token_id": 0}, 519),
         ("bert", {}, None),
-        ("bert", {"max_position_embeddings": "512"}, None),
     ],
 )
 def test_max_positions(model_type: str, config: dict[str, object], positions: int | None) -> None:
-    assert REGISTRY.architecture(model_type).max_positions(config) == positions
+    assert REGISTRY.architecture(model_type).max_positions(hf(config)) == positions

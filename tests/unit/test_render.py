@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from tritonclient.grpc import model_config_pb2
 
 from builder.errors import RenderError
+from builder.model_files import HFConfig, hf_config_from
 from builder.plan import (
     EnsembleStep,
     MemberPlan,
@@ -53,6 +54,12 @@ models:
     target: gpu
     labels: [negative, positive]
 """
+
+
+def hf(config: dict[str, Any]) -> HFConfig:
+    return hf_config_from({"vocab_size": 100, **config}, Path("config.json"))
+
+
 HF_CONFIGS = {
     "minilm": {"model_type": "bert", "hidden_size": 384},
     "sentiment": {
@@ -72,7 +79,7 @@ def render_golden_models() -> dict[str, str]:
     configs: dict[str, str] = {}
     for model in spec.models:
         info = TokenizerInfo(pad_token="[PAD]", pad_id=0)
-        plan = plan_model(spec, model, HF_CONFIGS[model.name], info)
+        plan = plan_model(spec, model, hf(HF_CONFIGS[model.name]), info)
         configs.update(render_model(plan, spec.path.name))
     return configs
 
@@ -81,7 +88,8 @@ def classifier_plan(labels: list[str]) -> ModelPlan:
     entry = {"name": "clf", "task": "text-classification", "source": "./m", "labels": labels}
     spec = parse_spec(json.dumps({"models": [entry]}), Path("models.yaml"))
     info = TokenizerInfo(pad_token="[PAD]", pad_id=0)
-    return plan_model(spec, spec.models[0], {"model_type": "bert", "num_labels": len(labels)}, info)
+    config = hf({"model_type": "bert", "hidden_size": 32, "num_labels": len(labels)})
+    return plan_model(spec, spec.models[0], config, info)
 
 
 def parse_config(text: str) -> model_config_pb2.ModelConfig:

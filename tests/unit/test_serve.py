@@ -179,7 +179,11 @@ def test_assemble_backends_from_the_wheel(tmp_path: Path) -> None:
         STAND_INS / "onnxruntime" / "model.py"
     ).read_bytes()
     # a stand-in's pure modules travel with its model.py
-    assert sorted(p.name for p in (dest / "vllm").iterdir()) == ["llm_ops.py", "model.py", "vllm_contract.py"]
+    assert sorted(p.name for p in (dest / "vllm").iterdir()) == [
+        "llm_ops.py",
+        "model.py",
+        "vllm_contract.py",
+    ]
 
 
 def test_copies_do_not_follow_later_changes_to_the_install(tmp_path: Path) -> None:

@@ -213,8 +213,9 @@ BAD_SPECS = {
         "'text-classification' or 'text-generation' (got \"foo\")",
     ),
     "bad pooling": (
-        one_model("pooling: max"),
-        "models[0].pooling (model 'a'): Input should be 'mean' or 'cls' (got \"max\")",
+        one_model("pooling: weighted"),
+        "models[0].pooling (model 'a'): Input should be 'mean', 'cls', 'max', "
+        "'mean_sqrt_len_tokens' or 'lasttoken' (got \"weighted\")",
     ),
     "bad default target": (
         "defaults: {target: tpu}\n" + one_model(),
@@ -344,10 +345,11 @@ def test_invalid_yaml(text: str) -> None:
 
 
 def test_all_errors_are_listed_at_once() -> None:
-    message = spec_error(one_model('instances: "2"\npooling: max'))
+    message = spec_error(one_model('instances: "2"\npooling: weighted'))
     assert message.splitlines()[1:] == [
         "  models[0].instances (model 'a'): Input should be a valid integer (got \"2\")",
-        "  models[0].pooling (model 'a'): Input should be 'mean' or 'cls' (got \"max\")",
+        "  models[0].pooling (model 'a'): Input should be 'mean', 'cls', 'max', "
+        "'mean_sqrt_len_tokens' or 'lasttoken' (got \"weighted\")",
     ]
 
 
