@@ -3,13 +3,18 @@
 Each step lives in one module and hands a typed object to the next:
 
     spec.load_spec(path)            -> Spec
-    sources.resolve(model, spec)    -> ResolvedSource
+    sources.resolve_source(...)     -> ResolvedSource (the folder and its file hashes)
+    model_files.read_hf_config(...) -> HFConfig; embedding_settings(...) -> EmbeddingSettings
+    inputs.check_inputs(...)        -> HFConfig, checked (architecture, positions, tokenizer)
     export.export_onnx(...)         -> OnnxArtifact
-    parity.check_parity(...)        -> ParityReport
+    parity.check_parity(...)        -> ParityReport (and its verdict, ParityReport.judge)
     plan.plan_model(...)            -> ModelPlan (the tensor specs of every member)
     render.render_model(...)        -> dict of config.pbtxt texts, each parsed into ModelConfig
-    write.build_repository(...)     -> BuildResult (atomic swap, incremental, manifest)
+    write.write_configs_and_code()  -> files in the staging folder
+    manifest.Manifest               -> manifest.json (typed, versioned; read and written there)
+    pipeline.build_repository(...)  -> BuildResult (the order of the steps, the cache, the swap)
     serve.LocalServer               -> a running tritonserver
+    verify.verify_spec(...)         -> a Verdict per model (served against its source)
 """
 
 from builder.errors import BuildError

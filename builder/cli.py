@@ -25,9 +25,9 @@ from types import FrameType
 
 from builder import __version__
 from builder.errors import BuildError
+from builder.pipeline import build_repository, check_repository
 from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import load_spec
-from builder.write import build_repository, check_repository
 
 __all__ = ["EXIT_PARITY", "build_repo_main", "main"]
 

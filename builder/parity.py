@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from builder.errors import ParityError
 from builder.export import OnnxArtifact
 from builder.plan import TokenizerInfo
 from builder.registry import Architecture, TaskExport
@@ -53,6 +54,22 @@ class ParityReport:
     @property
     def passed(self) -> bool:
         return self.worst_excess <= 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.passed else "FAILED"
+
+    def judge(self, where: str, allow_failure: bool) -> None:
+        """Raise ParityError (``where`` names the spec key) unless it passed or is allowed."""
+        if self.passed or allow_failure:
+            return
+        raise ParityError(
+            f"{where}: output {self.output!r} differs from PyTorch beyond |onnx - torch| <= "
+            f"atol + rtol * |torch|: {self.describe()} (cases: {'; '.join(self.cases)}). "
+            "Nothing was written. Raise export.atol / export.rtol, or set "
+            "export.allow_parity_failure: true to build anyway.",
+            located=True,
+        )
 
     def describe(self) -> str:
         return (

@@ -37,7 +37,8 @@ from pathlib import Path
 from types import TracebackType
 
 from builder.errors import ServeError
-from builder.output import GITIGNORE_HEADER, MANIFEST, made_by_triton_pack
+from builder.manifest import MANIFEST, read_manifest
+from builder.output import GITIGNORE_HEADER, made_by_triton_pack
 
 __all__ = [
     "LocalServer",
@@ -151,15 +152,9 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
 
 def _artifacts_missing(repository: Path) -> list[str]:
     """Files the manifest lists (weights, tokenizer files) that are not in ``repository``."""
-    import json
-
-    manifest = json.loads((repository / MANIFEST).read_text(encoding="utf-8"))
-    missing = []
-    for entry in manifest.get("models", {}).values():
-        for rel in entry.get("artifacts", {}) if isinstance(entry, dict) else ():
-            if not (repository / rel).is_file():
-                missing.append(rel)
-    return missing
+    manifest = read_manifest(repository)
+    paths = manifest.artifact_paths() if manifest else ()
+    return [rel for rel in paths if not (repository / rel).is_file()]
 
 
 def check_served_repository(repository: Path) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from builder.pipeline import build_repository  # noqa: E402
 from builder.serve import LocalServer  # noqa: E402
 from builder.spec import load_spec  # noqa: E402
-from builder.write import build_repository  # noqa: E402
 from clients import GenerationClient  # noqa: E402
 from tests.tiny_models import make_llama  # noqa: E402
 

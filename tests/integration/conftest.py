@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.pipeline import BuildResult, build_repository
 from builder.serve import LocalServer
 from builder.spec import load_spec
-from builder.write import BuildResult, build_repository
 from tests.tiny_models import make_model
 
 LABELS = ["negative", "neutral", "positive"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from builder.cli import build_repo_main
+from builder.pipeline import build_repository
 from builder.registry import REGISTRY
 from builder.spec import load_spec
-from builder.write import build_repository
 from tests.integration.conftest import write_spec
 from tests.tiny_models import make_model
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from builder.pipeline import BuildResult
 from builder.serve import LocalServer, Ports, free_ports
-from builder.write import BuildResult
 from clients import (
     AsyncClassificationClient,
     AsyncEmbeddingClient,

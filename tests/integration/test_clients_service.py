@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from builder.pipeline import BuildResult
 from builder.plan import plan_vllm
 from builder.render import render_vllm
 from builder.serve import LocalServer, Ports, free_ports
 from builder.spec import parse_spec
-from builder.write import BuildResult
 from clients import (
     AsyncClassificationClient,
     AsyncEmbeddingClient,

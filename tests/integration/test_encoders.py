@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from builder.cli import main
+from builder.pipeline import BuildResult, build_repository
 from builder.serve import LocalServer
 from builder.spec import load_spec
-from builder.write import BuildResult, build_repository
 from clients import ClassificationClient, EmbeddingClient
 from tests.integration.conftest import write_spec
 from tests.tiny_models import make_model

@@ -22,8 +22,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from builder.errors import ServeError
+from builder.pipeline import BuildResult
 from builder.serve import LocalServer, free_ports
-from builder.write import BuildResult
 from tests.integration.conftest import LABELS, minilm_source
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.pipeline import build_repository
 from builder.serve import free_ports
 from builder.spec import load_spec
-from builder.write import build_repository
 from tests.integration.conftest import write_spec
 from tests.tiny_models import make_model
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.pipeline import BuildResult, build_repository
 from builder.serve import LocalServer
 from builder.spec import load_spec
-from builder.write import BuildResult, build_repository
 from tests.tiny_models import make_llama
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None

@@ -16,9 +16,9 @@ import pytest
 
 from builder.engine_args import DOCUMENTED, known_engine_args
 from builder.errors import SpecError
+from builder.pipeline import BuildResult
 from builder.serve import LocalServer
 from builder.spec import parse_spec
-from builder.write import BuildResult
 from clients import AsyncGenerationClient, GenerationClient, ServerError, TritonClient
 
 pytestmark = [pytest.mark.llm, pytest.mark.triton, pytest.mark.slow]

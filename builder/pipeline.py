@@ -1,0 +1,374 @@
+"""The pipeline: the order of the steps for every spec entry, the cache, the verdicts.
+
+``prepare`` runs every check before any work (the output folder, leftovers of killed builds,
+each model's source, config.json, sentence-transformers settings and tokenizer). Then, per
+model, in a staging folder: reuse the previous export when its cache key and file hashes
+match (``builder.manifest``), else export the tokenizer and the graph (``builder.export``)
+and judge them (``builder.parity``); plan the members (``builder.plan``), render and validate
+their configs (``builder.render``), and write them (``builder.write``). The staging folder is
+swapped in whole (``builder.output``) only when every model got through; a failure of any
+kind leaves the previous repository byte-identical.
+
+Exports are cached by a content hash of the spec entry's export-relevant keys, the resolved
+embedding settings, the source files, the tool version and the exporting libraries'
+versions; an unchanged model's ONNX and tokenizer files are hard-linked from the previous
+repository after their hashes are checked against its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from builder import __version__
+from builder.errors import located
+from builder.inputs import check_inputs
+from builder.manifest import Manifest, ModelRecord, read_manifest
+from builder.model_files import EmbeddingSettings, HFConfig, embedding_settings
+from builder.output import check_output_folder, remove_stale_staging, staging, swap
+from builder.plan import TokenizerInfo, plan_model, plan_vllm
+from builder.registry import REGISTRY
+from builder.render import render_model, render_vllm
+from builder.sources import ResolvedSource, file_sha256, resolve_source
+from builder.spec import MEMBER_SUFFIXES, ModelSpec, Spec
+from builder.write import (
+    GITIGNORE,
+    artifact_hashes,
+    link,
+    tracked_files,
+    write_configs_and_code,
+    write_text,
+)
+
+__all__ = [
+    "BuildResult",
+    "ModelOutcome",
+    "Prepared",
+    "build_repository",
+    "check_repository",
+    "prepare",
+    "triton_model_names",
+]
+
+LIBRARIES = ("torch", "transformers", "tokenizers", "onnx", "onnxscript", "onnxruntime")
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    name: str
+    exported: bool  # False: reused from the previous build
+    seconds: float
+    parity: dict[str, Any]
+
+    @property
+    def parity_failed(self) -> bool:
+        """Parity failed and the build went on (export.allow_parity_failure)."""
+        return self.parity.get("passed") is False
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    repository: Path
+    models: tuple[ModelOutcome, ...]
+
+    @property
+    def parity_failures(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models if m.parity_failed)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Every exportable model's checked source, config.json and embedding settings (pooling,
+    normalisation, length: from the spec, the sentence-transformers files or the defaults),
+    before any work."""
+
+    sources: dict[str, ResolvedSource]
+    hf_configs: dict[str, HFConfig]
+    embedding: dict[str, EmbeddingSettings]
+
+    def max_length(self, model: ModelSpec) -> int:
+        settings = self.embedding.get(model.name)
+        return settings.max_sequence_length.value if settings else model.max_sequence_length
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def cache_key(
+    spec: Spec, model: ModelSpec, source: ResolvedSource, settings: EmbeddingSettings | None
+) -> str:
+    # Only what changes the exported files or their parity figures: a new batch size or
+    # instance count re-renders configs but does not re-export.
+    payload = {
+        "tool": __version__,
+        "model": model.model_dump(
+            mode="json", include={"task", "source", "revision", "max_sequence_length", "export"}
+        ),
+        "target": spec.target_of(model),
+        "source": source.fingerprint,
+        "embedding": settings.as_manifest() if settings else None,
+        "libraries": library_versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _reusable(previous: Manifest | None, name: str, key: str, repo: Path) -> ModelRecord | None:
+    """The previous build's record of ``name`` if its key matches and its files are intact."""
+    record = previous.models.get(name) if previous else None
+    if record is None or record.cache_key != key or record.tokenizer is None:
+        return None
+    for rel, sha in record.artifacts.items():
+        path = repo / rel
+        if not path.is_file() or file_sha256(path) != sha:
+            return None
+    return record
+
+
+class _ModelBuilder:
+    """Builds one spec entry into ``root`` (export or reuse, parity, plan, render)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        prepared: Prepared,
+        previous: Manifest | None,
+        old_repo: Path,
+        progress: Progress,
+    ):
+        self.spec = spec
+        self.prepared = prepared
+        self.previous = previous
+        self.old_repo = old_repo
+        self.progress = progress
+        self.outcomes: list[ModelOutcome] = []
+
+    def tokenizer(
+        self, model: ModelSpec, source: ResolvedSource, reuse: ModelRecord | None, root: Path
+    ) -> TokenizerInfo:
+        target = root / f"{model.name}_tokenizer" / "1"
+        if reuse is not None and reuse.tokenizer is not None:
+            rel = f"{model.name}_tokenizer/1/tokenizer.json"
+            link(self.old_repo / rel, root / rel)
+            info = reuse.tokenizer
+            return TokenizerInfo(pad_token=str(info["pad_token"]), pad_id=int(info["pad_id"]))
+        from builder.export import export_tokenizer
+
+        return export_tokenizer(source.directory, target)
+
+    def onnx(
+        self,
+        model: ModelSpec,
+        source: ResolvedSource,
+        tokenizer: TokenizerInfo,
+        reuse: ModelRecord | None,
+        root: Path,
+    ) -> dict[str, Any]:
+        out_dir = root / f"{model.name}_onnx" / "1"
+        if reuse is not None:
+            for rel in reuse.artifacts:
+                if rel.startswith(f"{model.name}_onnx/"):
+                    link(self.old_repo / rel, root / rel)
+            return dict(reuse.parity)
+        from builder.export import export_onnx, load_model
+        from builder.parity import SAMPLE_TEXTS, check_parity, parity_cases, text_case
+
+        config = self.prepared.hf_configs[model.name]
+        architecture = REGISTRY.architecture(config.model_type)
+        task = REGISTRY.task(model.task)
+        self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
+        torch_model = load_model(source.directory, task)
+        artifact = export_onnx(torch_model, architecture, task, model.export.opset, out_dir)
+        max_length = self.prepared.max_length(model)
+        cases = parity_cases(architecture, config.vocab_size, max_length, tokenizer.pad_id)
+        texts = text_case(
+            root / f"{model.name}_tokenizer" / "1" / "tokenizer.json",
+            SAMPLE_TEXTS + model.export.parity_texts,
+            architecture,
+            max_length,
+            tokenizer,
+        )
+        rtol = task.rtol if model.export.rtol is None else model.export.rtol
+        report = check_parity(
+            torch_model, artifact, architecture, task, cases, model.export.atol, rtol, texts
+        )
+        self.progress(f"  {model.name}: parity {report.verdict}: {report.describe()}")
+        report.judge(self.spec.where(model, "export.atol"), model.export.allow_parity_failure)
+        return report.as_dict()
+
+    def build_vllm(self, index: int, model: ModelSpec, root: Path) -> ModelRecord:
+        """A vllm backend model: config.pbtxt and 1/model.json, nothing to export."""
+        self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} (text-generation, vllm)")
+        plan = plan_vllm(model)
+        configs = render_vllm(plan, self.spec.path.name)
+        for name, text in configs.items():
+            write_text(root / name / "config.pbtxt", text)
+        write_text(root / model.name / "1" / "model.json", plan.model_json)
+        self.outcomes.append(ModelOutcome(model.name, False, 0.0, {}))
+        return ModelRecord(
+            task=model.task,
+            triton_models=tuple(sorted(configs)),
+            backend="vllm",
+            engine=dict(model.engine or {}),
+        )
+
+    def build(self, index: int, model: ModelSpec, root: Path, with_weights: bool) -> ModelRecord:
+        with located(self.spec.where(model)):
+            if model.task == "text-generation":
+                return self.build_vllm(index, model, root)
+            return self._build_encoder(index, model, root, with_weights)
+
+    def _build_encoder(
+        self, index: int, model: ModelSpec, root: Path, with_weights: bool
+    ) -> ModelRecord:
+        started = time.monotonic()
+        source = self.prepared.sources[model.name]
+        settings = self.prepared.embedding.get(model.name)
+        key = cache_key(self.spec, model, source, settings)
+        reuse = _reusable(self.previous, model.name, key, self.old_repo)
+        state = "unchanged, reusing the previous export" if reuse else "building"
+        self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} ({model.task}): {state}")
+        tokenizer = self.tokenizer(model, source, reuse, root)
+        plan = plan_model(
+            self.spec, model, self.prepared.hf_configs[model.name], tokenizer, settings
+        )
+        configs = render_model(plan, self.spec.path.name)
+        write_configs_and_code(plan, configs, root)
+        record = ModelRecord(
+            task=model.task,
+            triton_models=tuple(sorted(configs)),
+            target=self.spec.target_of(model),
+            cache_key=key,
+            source={
+                "spec": source.spec_source,
+                "revision": model.revision,
+                "fingerprint": source.fingerprint,
+                "files": dict(source.files),
+            },
+            tokenizer={"pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_id},
+            labels=plan.labels,
+            embedding=settings.as_manifest() if settings else None,
+        )
+        if not with_weights:
+            return record
+        parity = self.onnx(model, source, tokenizer, reuse, root)
+        seconds = time.monotonic() - started
+        self.outcomes.append(ModelOutcome(model.name, reuse is None, seconds, parity))
+        self.progress(f"  {model.name}: done in {seconds:.1f}s")
+        return replace(
+            record,
+            export={"format": "onnx", "opset": model.export.opset, "exporter": "dynamo"},
+            # reused files were hashed against the previous manifest by _reusable already
+            artifacts=dict(reuse.artifacts) if reuse else artifact_hashes(model, root),
+            parity=parity,
+        )
+
+
+def triton_model_names(spec: Spec) -> list[str]:
+    """Every Triton model (folder) the spec produces."""
+    names = []
+    for model in spec.models:
+        names.append(model.name)
+        if model.task != "text-generation":
+            names += [model.name + suffix for suffix in MEMBER_SUFFIXES]
+    return names
+
+
+def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> Prepared:
+    """The checks before any work: output folder, leftovers, every model's source and inputs.
+
+    ``replacing``: the build will replace ``repo`` (``--check`` only reads it).
+    """
+    names = triton_model_names(spec)
+    if replacing:
+        check_output_folder(repo, spec_file=spec.path, model_names=names)
+    for note in remove_stale_staging(repo):
+        progress(note)
+    sources: dict[str, ResolvedSource] = {}
+    hf_configs: dict[str, HFConfig] = {}
+    embedding: dict[str, EmbeddingSettings] = {}
+    for model in spec.models:
+        if model.task == "text-generation":
+            continue
+        source = resolve_source(model, spec)
+        max_length = model.max_sequence_length
+        if model.task == "text-embedding":
+            with located(spec.where(model, "source")):
+                embedding[model.name] = embedding_settings(model, source.directory)
+            max_length = embedding[model.name].max_sequence_length.value
+        hf_configs[model.name] = check_inputs(spec, model, source, max_length)
+        sources[model.name] = source
+    if replacing:
+        protected = [source.directory for source in sources.values()]
+        check_output_folder(repo, spec_file=spec.path, model_names=names, protected=protected)
+    return Prepared(sources, hf_configs, embedding)
+
+
+def _stage(
+    spec: Spec,
+    prepared: Prepared,
+    repo: Path,
+    root: Path,
+    with_weights: bool,
+    progress: Progress,
+) -> tuple[ModelOutcome, ...]:
+    previous = read_manifest(repo)
+    builder = _ModelBuilder(spec, prepared, previous, repo, progress)
+    records = {}
+    for index, model in enumerate(spec.models):
+        records[model.name] = builder.build(index, model, root, with_weights)
+    write_text(root / ".gitignore", GITIGNORE)
+    Manifest(__version__, spec.path.name, library_versions(), records).write(root)
+    return tuple(builder.outcomes)
+
+
+def build_repository(
+    spec: Spec, output: Path | None = None, progress: Progress = _stderr
+) -> BuildResult:
+    """Build ``spec`` into ``output`` (default: the spec's ``repository``), atomically."""
+    repo = (output or spec.repository_dir).resolve()
+    started = time.monotonic()
+    prepared = prepare(spec, repo, progress, replacing=True)
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    with staging(repo, "staging") as staged:
+        outcomes = _stage(spec, prepared, repo, staged, with_weights=True, progress=progress)
+        swap(staged, repo)
+    progress(f"wrote {repo} in {time.monotonic() - started:.1f}s")
+    return BuildResult(repo, outcomes)
+
+
+def check_repository(
+    spec: Spec, output: Path | None = None, progress: Progress = _stderr
+) -> list[str]:
+    """Differences between ``output``'s configs and code and what ``spec`` renders."""
+    repo = (output or spec.repository_dir).resolve()
+    prepared = prepare(spec, repo, progress, replacing=False)
+    with staging(repo, "check") as staged:
+        _stage(spec, prepared, repo, staged, with_weights=False, progress=progress)
+        want = tracked_files(staged)
+    have = tracked_files(repo)
+    problems = [f"missing: {rel}" for rel in sorted(set(want) - set(have))]
+    problems += [f"not in the spec's output: {rel}" for rel in sorted(set(have) - set(want))]
+    problems += [
+        f"differs: {rel}" for rel in sorted(set(want) & set(have)) if want[rel] != have[rel]
+    ]
+    return problems
