@@ -5,7 +5,7 @@ Each step lives in one module and hands a typed object to the next:
     spec.load_spec(path)            -> Spec
     sources.resolve_source(...)     -> ResolvedSource (the folder and its file hashes)
     model_files.read_hf_config(...) -> HFConfig; embedding_settings(...) -> EmbeddingSettings
-    inputs.check_inputs(...)        -> HFConfig, checked (architecture, positions, tokenizer)
+    inputs.check_inputs(...)        -> CheckedInputs (HFConfig + registry entries, looked up once)
     export.export_onnx(...)         -> OnnxArtifact
     parity.check_parity(...)        -> ParityReport (and its verdict, ParityReport.judge)
     plan.plan_model(...)            -> ModelPlan (the tensor specs of every member)

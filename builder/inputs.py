@@ -16,15 +16,16 @@ Each failure names the spec file, the key and the model, and nothing has been wr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import SourceError, SpecError, located
 from builder.model_files import HFConfig, read_hf_config
-from builder.registry import REGISTRY, Architecture
+from builder.registry import REGISTRY, Architecture, TaskExport
 from builder.sources import ResolvedSource
 from builder.spec import ModelSpec, Spec
 
-__all__ = ["TOKENIZER_FILES", "check_inputs"]
+__all__ = ["TOKENIZER_FILES", "CheckedInputs", "check_inputs"]
 
 # Files from which transformers can build a fast tokenizer.
 TOKENIZER_FILES = (
@@ -116,16 +117,27 @@ def _check_tokenizer(directory: Path, vocab_size: int) -> None:
         )
 
 
-def check_inputs(spec: Spec, model: ModelSpec, source: ResolvedSource, max_length: int) -> HFConfig:
+@dataclass(frozen=True)
+class CheckedInputs:
+    """A source fit to export: its config.json and its registry entries, looked up once."""
+
+    hf_config: HFConfig
+    architecture: Architecture
+    task: TaskExport
+
+
+def check_inputs(
+    spec: Spec, model: ModelSpec, source: ResolvedSource, max_length: int
+) -> CheckedInputs:
     """Raise a located BuildError unless ``source`` can be exported for ``model`` with texts
     of up to ``max_length`` tokens."""
     where = spec.where(model, "source")
     with located(where):
         hf_config = read_hf_config(source.directory)
         architecture = REGISTRY.architecture(hf_config.model_type)
-        REGISTRY.task(model.task)
+        task = REGISTRY.task(model.task)
         vocab_size = _vocab_size(hf_config)
     _check_positions(spec, model, architecture, hf_config, max_length)
     with located(where):
         _check_tokenizer(source.directory, vocab_size)
-    return hf_config
+    return CheckedInputs(hf_config, architecture, task)

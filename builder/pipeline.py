@@ -29,12 +29,11 @@ from typing import Any
 
 from builder import __version__
 from builder.errors import located
-from builder.inputs import check_inputs
+from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
-from builder.model_files import EmbeddingSettings, HFConfig, embedding_settings
+from builder.model_files import EmbeddingSettings, embedding_settings
 from builder.output import check_output_folder, remove_stale_staging, staging, swap
 from builder.plan import TokenizerInfo, plan_model, plan_vllm
-from builder.registry import REGISTRY
 from builder.render import render_model, render_vllm
 from builder.sources import ResolvedSource, file_sha256, resolve_source
 from builder.spec import MEMBER_SUFFIXES, ModelSpec, Spec
@@ -96,7 +95,7 @@ class Prepared:
     before any work."""
 
     sources: dict[str, ResolvedSource]
-    hf_configs: dict[str, HFConfig]
+    inputs: dict[str, CheckedInputs]  # config.json and registry entries, per model
     embedding: dict[str, EmbeddingSettings]
 
     def max_length(self, model: ModelSpec) -> int:
@@ -192,9 +191,8 @@ class _ModelBuilder:
         from builder.export import export_onnx, load_model
         from builder.parity import SAMPLE_TEXTS, check_parity, parity_cases, text_case
 
-        config = self.prepared.hf_configs[model.name]
-        architecture = REGISTRY.architecture(config.model_type)
-        task = REGISTRY.task(model.task)
+        checked = self.prepared.inputs[model.name]
+        config, architecture, task = checked.hf_config, checked.architecture, checked.task
         self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
         torch_model = load_model(source.directory, task)
         artifact = export_onnx(torch_model, architecture, task, model.export.opset, out_dir)
@@ -248,8 +246,14 @@ class _ModelBuilder:
         state = "unchanged, reusing the previous export" if reuse else "building"
         self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} ({model.task}): {state}")
         tokenizer = self.tokenizer(model, source, reuse, root)
+        checked = self.prepared.inputs[model.name]
         plan = plan_model(
-            self.spec, model, self.prepared.hf_configs[model.name], tokenizer, settings
+            self.spec,
+            model,
+            checked.hf_config,
+            tokenizer,
+            settings,
+            architecture=checked.architecture,
         )
         configs = render_model(plan, self.spec.path.name)
         write_configs_and_code(plan, configs, root)
@@ -304,7 +308,7 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
     for note in remove_stale_staging(repo):
         progress(note)
     sources: dict[str, ResolvedSource] = {}
-    hf_configs: dict[str, HFConfig] = {}
+    checked: dict[str, CheckedInputs] = {}
     embedding: dict[str, EmbeddingSettings] = {}
     for model in spec.models:
         if model.task == "text-generation":
@@ -315,12 +319,12 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
             with located(spec.where(model, "source")):
                 embedding[model.name] = embedding_settings(model, source.directory)
             max_length = embedding[model.name].max_sequence_length.value
-        hf_configs[model.name] = check_inputs(spec, model, source, max_length)
+        checked[model.name] = check_inputs(spec, model, source, max_length)
         sources[model.name] = source
     if replacing:
         protected = [source.directory for source in sources.values()]
         check_output_folder(repo, spec_file=spec.path, model_names=names, protected=protected)
-    return Prepared(sources, hf_configs, embedding)
+    return Prepared(sources, checked, embedding)
 
 
 def _stage(

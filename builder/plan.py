@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from builder.errors import EnsembleError, SpecError
 from builder.model_files import EmbeddingSettings, HFConfig, resolve_embedding
-from builder.registry import REGISTRY, ExportRegistry
+from builder.registry import REGISTRY, Architecture, ExportRegistry
 from builder.spec import DynamicBatching, ModelSpec, Spec
 
 __all__ = [
@@ -123,9 +123,13 @@ def plan_model(
     tokenizer: TokenizerInfo,
     settings: EmbeddingSettings | None = None,
     registry: ExportRegistry = REGISTRY,
+    architecture: Architecture | None = None,
 ) -> ModelPlan:
-    """Tensor specs of every member of ``model`` and the checked ensemble over them."""
-    architecture = registry.architecture(hf_config.model_type)
+    """Tensor specs of every member of ``model`` and the checked ensemble over them.
+
+    ``architecture``: the registry entry the pipeline looked up once (else looked up here).
+    """
+    architecture = architecture or registry.architecture(hf_config.model_type)
     task = registry.task(model.task)
     kind = "KIND_GPU" if spec.target_of(model) == "gpu" else "KIND_CPU"
     batch = model.max_batch_size

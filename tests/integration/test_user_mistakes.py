@@ -389,5 +389,5 @@ def test_a_vocab_txt_without_tokenizer_json_passes_the_checks(project: Project) 
     from builder.spec import load_spec
 
     spec = load_spec(project.write(entry(source="MODELS/vocabtxt")))
-    config = check_inputs(spec, spec.models[0], resolve_source(spec.models[0], spec), 64)
+    config = check_inputs(spec, spec.models[0], resolve_source(spec.models[0], spec), 64).hf_config
     assert config.model_type == "bert"
