@@ -127,11 +127,12 @@ def text_case(
     """``texts`` as one padded batch, tokenized exactly as the served tokenizer model does."""
     from tokenizers import Tokenizer
 
-    from python_backends.text_ops import configure_tokenizer, tokenize
+    from python_backends.text_ops import configure_tokenizer, cut_texts, tokenize
 
     loaded = Tokenizer.from_file(str(tokenizer_file))
     configure_tokenizer(loaded, max_length, tokenizer.pad_id, tokenizer.pad_token)
-    return tokenize(loaded, texts, [(i.name, i.encoding_field) for i in architecture.inputs])
+    fields = [(i.name, i.encoding_field) for i in architecture.inputs]
+    return tokenize(loaded, cut_texts(loaded, texts, max_length), fields)
 
 
 def check_parity(

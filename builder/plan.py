@@ -94,6 +94,11 @@ class ModelPlan:
 TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
 
 
+# default max_text_bytes per token of max_sequence_length: generous (a token is a few bytes),
+# so only inputs far past what the model reads are refused
+TEXT_BYTES_PER_TOKEN = 1024
+
+
 def _labels(model: ModelSpec, hf_config: HFConfig, where: str) -> tuple[str, ...]:
     count = hf_config.num_labels
     if model.labels is not None:
@@ -156,6 +161,7 @@ def plan_model(
                 json.dumps([[i.name, i.encoding_field] for i in architecture.inputs]),
             ),
             ("max_sequence_length", str(max_length)),
+            ("max_text_bytes", str(model.max_text_bytes or max_length * TEXT_BYTES_PER_TOKEN)),
             ("pad_id", str(tokenizer.pad_id)),
             ("pad_token", tokenizer.pad_token),
             ("tokenizer_file", "tokenizer.json"),

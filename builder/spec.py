@@ -101,6 +101,8 @@ class ModelSpec(_Frozen):
     revision: str | None = None
     target: Target | None = None
     max_sequence_length: int = Field(default=256, ge=2, le=8192)
+    # the longest text (UTF-8 bytes) the tokenizer takes; None: 1024 x max_sequence_length
+    max_text_bytes: int | None = Field(default=None, ge=1, le=1 << 30)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     dynamic_batching: DynamicBatching | None = DynamicBatching()
     instances: int = Field(default=1, ge=1, le=64)
@@ -188,6 +190,7 @@ class ModelSpec(_Frozen):
             "engine.tensor_parallel_size or more models",
             "source": "the vllm backend loads engine.model; put the model there",
             "max_sequence_length": "use engine.max_model_len",
+            "max_text_bytes": "applies to encoder models (the tokenizer member)",
             "export": "vLLM models are not exported",
             "pooling": "applies only to task text-embedding",
             "normalize": "applies only to task text-embedding",

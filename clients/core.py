@@ -311,6 +311,7 @@ _UNAVAILABLE = {"429", "503", "StatusCode.RESOURCE_EXHAUSTED"}
 # gRPC says UNAVAILABLE when the channel cannot reach the server (refused, reset, restarting)
 _UNREACHABLE = {"StatusCode.UNAVAILABLE"}
 _DEADLINE = {"504", "StatusCode.DEADLINE_EXCEEDED"}
+_INVALID = {"400", "StatusCode.INVALID_ARGUMENT"}
 
 
 def error_for_status(status: str | None, message: str) -> ClientError:
@@ -323,6 +324,8 @@ def error_for_status(status: str | None, message: str) -> ClientError:
         return UnavailableError(message)
     if status in _DEADLINE:
         return DeadlineExceeded(message)
+    if status in _INVALID:
+        return InvalidInputError(message, status)
     return ServerError(message, status)
 
 

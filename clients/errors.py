@@ -8,7 +8,8 @@
     ├── ServerError              Triton answered with an error; its message is kept
     │   ├── ModelNotFoundError   no such model in the repository
     │   └── ModelNotReadyError   in the repository but not loaded or not ready
-    ├── InvalidInputError        raised before anything is sent (also a ValueError)
+    ├── InvalidInputError        inputs refused: by the client before sending, or by the
+    │                            model (HTTP 400, gRPC INVALID_ARGUMENT); also a ValueError
     ├── ConfigurationError       a bad URL, protocol, timeout or retry policy (also a ValueError)
     └── ClientClosedError        a call on a client after ``close()``
 
@@ -80,7 +81,13 @@ class ModelNotReadyError(ServerError):
 
 
 class InvalidInputError(ClientError, ValueError):
-    """Inputs do not match the model's metadata; nothing was sent."""
+    """Inputs the model does not take. ``status`` is None when the client refused them before
+    sending (they do not match the model's metadata), else the server's status (HTTP 400,
+    gRPC INVALID_ARGUMENT: e.g. a text that is not UTF-8 or is over the model's size limit)."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConfigurationError(ClientError, ValueError):

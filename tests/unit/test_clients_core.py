@@ -455,8 +455,6 @@ def test_prepare_inputs_keeps_a_scalar_a_scalar() -> None:
     [
         ("404", ModelNotFoundError),
         ("StatusCode.NOT_FOUND", ModelNotFoundError),
-        ("400", ServerError),
-        ("StatusCode.INVALID_ARGUMENT", ServerError),
         ("500", ServerError),
         (None, ServerError),
     ],
@@ -485,6 +483,15 @@ def test_translate_transport_statuses(status: str, kind: type[TransportError]) -
     error = translate(InferenceServerException("failed to connect", status=status))
     assert type(error) is kind
     assert str(error) == "failed to connect"
+
+
+@pytest.mark.parametrize("status", ["400", "StatusCode.INVALID_ARGUMENT"])
+def test_inputs_the_model_refused_are_invalid_input(status: str) -> None:
+    message = "TEXT[0]: not valid UTF-8 (invalid start byte at byte 0)"
+    error = translate(InferenceServerException(message, status=status))
+    assert type(error) is InvalidInputError
+    assert (str(error), error.status) == (message, status)
+    assert isinstance(error, ValueError)
 
 
 def test_a_deadline_is_also_a_timeout_error() -> None:

@@ -9,6 +9,7 @@ import pytest
 from clients.endpoints import Endpoint, http_error, model_path, parse_endpoint, repository_path
 from clients.errors import (
     ConfigurationError,
+    InvalidInputError,
     ModelNotFoundError,
     ServerError,
     UnavailableError,
@@ -80,9 +81,11 @@ def test_http_error_from_triton_json() -> None:
 
 
 def test_http_error_of_an_sse_event() -> None:
-    error = http_error(400, b'data: {"error": "bad top_p"}\n\n', "http://h/u", "llm")
+    error = http_error(500, b'data: {"error": "engine died"}\n\n', "http://h/u", "llm")
     assert type(error) is ServerError
-    assert str(error) == "bad top_p"
+    assert str(error) == "engine died"
+    refused = http_error(400, b'data: {"error": "bad top_p"}\n\n', "http://h/u", "llm")
+    assert (type(refused), str(refused), refused.status) == (InvalidInputError, "bad top_p", "400")
 
 
 def test_a_404_about_no_model_is_not_model_not_found() -> None:

@@ -73,6 +73,7 @@ def test_embedding_plan_bert() -> None:
             '["token_type_ids", "type_ids"]]',
         ),
         ("max_sequence_length", "256"),
+        ("max_text_bytes", "262144"),
         ("pad_id", "0"),
         ("pad_token", "[PAD]"),
         ("tokenizer_file", "tokenizer.json"),
@@ -171,6 +172,7 @@ def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
     assert dict(plan.tokenizer.parameters) == {
         "encoding_fields": '[["input_ids", "ids"], ["attention_mask", "attention_mask"]]',
         "max_sequence_length": "128",
+        "max_text_bytes": "131072",
         "pad_id": "1",
         "pad_token": "<pad>",
         "tokenizer_file": "tokenizer.json",

@@ -122,10 +122,50 @@ def test_decode_texts_keeps_str_items() -> None:
     assert text_ops.decode_texts(np.array([["a"], ["b"]], dtype=np.object_)) == ["a", "b"]
 
 
-def test_decode_texts_rejects_invalid_utf8() -> None:
+def test_decode_texts_rejects_invalid_utf8_naming_the_row() -> None:
     raw = np.array([[b"ok"], [b"\xff\xfe"]], dtype=np.object_)
-    with pytest.raises(UnicodeDecodeError):
+    with pytest.raises(text_ops.BadInput) as info:
         text_ops.decode_texts(raw)
+    assert str(info.value) == "TEXT[1]: not valid UTF-8 (invalid start byte at byte 0)"
+
+
+def test_decode_texts_refuses_a_text_over_the_byte_limit() -> None:
+    raw = np.array([[b"short"], ["é" * 6]], dtype=np.object_)  # 12 bytes
+    assert text_ops.decode_texts(raw, max_bytes=12) == ["short", "é" * 6]
+    with pytest.raises(text_ops.BadInput) as info:
+        text_ops.decode_texts(raw, max_bytes=11)
+    assert str(info.value) == (
+        "TEXT[1]: 12 bytes is more than this model takes (11 bytes, the model's max_text_bytes)"
+    )
+
+
+def test_cut_texts_keeps_short_texts_and_cuts_long_ones(vocab_file: Path) -> None:
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, 4, 0, "[PAD]")
+    limit = 4 * text_ops.CHARS_PER_TOKEN
+    words = "good " * 200  # 1,000 characters of 200 words: the first 512 are plenty
+    texts = ["a b", "x" * limit, words]
+    assert text_ops.cut_texts(tokenizer, texts, 4) == ["a b", "x" * limit, words[:limit]]
+    # one word longer than the head: the head cannot show where it ends, so it is kept whole
+    assert text_ops.cut_texts(tokenizer, ["y" * 5000], 4) == ["y" * 5000]
+
+
+@pytest.mark.parametrize("max_length", [8, 64, 256])
+def test_cutting_before_tokenizing_changes_no_token(vocab_file: Path, max_length: int) -> None:
+    """The first max_length tokens of a long text are the same with and without the cut."""
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length, 0, "[PAD]")
+    long_word = "good" * 40  # one word of 160 characters: a single [UNK] token
+    texts = [
+        " ".join(["the movie was very good and the service was fast"] * 400),
+        " ".join([long_word] * 300),
+        "hello " * 20000,
+    ]
+    fields = [("input_ids", "ids"), ("attention_mask", "attention_mask")]
+    whole = text_ops.tokenize(tokenizer, texts, fields)
+    cut = text_ops.tokenize(tokenizer, text_ops.cut_texts(tokenizer, texts, max_length), fields)
+    for name, _ in fields:
+        assert cut[name].tolist() == whole[name].tolist()
 
 
 # --- tokenization ---------------------------------------------------------------------------

@@ -39,8 +39,8 @@ class TritonPythonModel:
         for index, request in enumerate(requests):
             try:
                 arrays = self._read(request)
-            except ValueError as exc:
-                error = pb_utils.TritonError(str(exc))
+            except ValueError as exc:  # tensors the graph cannot take: the client's fault
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
                 continue
             key = tuple((n, a.shape[1:]) for n, a in arrays.items())

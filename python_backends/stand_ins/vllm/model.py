@@ -97,7 +97,13 @@ class TritonPythonModel:
             if not isinstance(exc, llm_ops.RequestError):
                 await self.engine.abort(request_id)
                 self.logger.log_error(f"vllm stand-in: request {request_id} failed: {exc!r}")
-            error = pb_utils.TritonError(str(exc))
+            # a bad request is the client's (INVALID_ARG: HTTP 400); a vLLM failure is ours
+            code = (
+                pb_utils.TritonError.INVALID_ARG
+                if isinstance(exc, llm_ops.RequestError)
+                else pb_utils.TritonError.INTERNAL
+            )
+            error = pb_utils.TritonError(str(exc), code)
             sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
 
     async def _run(self, request, sender, request_id):
