@@ -15,15 +15,61 @@ IntArray = npt.NDArray[np.int64]
 ENCODING_FIELDS = ("ids", "attention_mask", "type_ids")
 
 
-def decode_texts(raw: npt.NDArray[Any]) -> list[str]:
-    """A Triton BYTES tensor of shape [batch, 1] to Python strings (UTF-8, strict)."""
+# A long text is tokenized from its first max_sequence_length * CHARS_PER_TOKEN characters
+# (4x more while that is not provably enough), so tokenizing costs what max_sequence_length
+# allows, not what the input's size does; the tokens are the same as the whole text's.
+CHARS_PER_TOKEN = 128
+_SPACES = " \t\n\r\f\v\u3000"
+
+
+class BadInput(ValueError):
+    """The request's content is wrong (the client's fault): answered with INVALID_ARG."""
+
+
+def decode_texts(raw: npt.NDArray[Any], max_bytes: int | None = None) -> list[str]:
+    """A Triton BYTES tensor of shape [batch, 1] to Python strings (UTF-8, strict).
+
+    A text over ``max_bytes`` bytes, or one that is not UTF-8, raises BadInput naming TEXT,
+    the row and the limit (nothing is tokenized).
+    """
     texts = []
-    for item in raw.reshape(-1):
-        if isinstance(item, bytes):
-            texts.append(item.decode("utf-8"))
-        else:
-            texts.append(str(item))
+    for row, item in enumerate(raw.reshape(-1)):
+        data = item if isinstance(item, bytes) else str(item).encode("utf-8", "surrogatepass")
+        if max_bytes is not None and len(data) > max_bytes:
+            raise BadInput(
+                f"TEXT[{row}]: {len(data)} bytes is more than this model takes "
+                f"({max_bytes} bytes, the model's max_text_bytes)"
+            )
+        try:
+            texts.append(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"TEXT[{row}]: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
     return texts
+
+
+def _head_is_enough(tokenizer: Any, head: str) -> bool:
+    """Whether the (truncating) tokenizer keeps only tokens of words that end in ``head``
+    before its last whitespace: then the rest of the text cannot change them."""
+    boundary = max(head.rfind(c) for c in _SPACES)
+    encoding = tokenizer.encode(head)
+    if boundary < 0 or not encoding.overflowing:
+        return False
+    ends = [end for start, end in encoding.offsets if end > start]  # specials are (0, 0)
+    return bool(ends) and max(ends) <= boundary
+
+
+def cut_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[str]:
+    """Each text shortened to a head that gives the same first ``max_length`` tokens as the
+    whole text (``tokenizer`` truncates at ``max_length``); short texts are kept whole."""
+    out = []
+    for text in texts:
+        limit = max_length * CHARS_PER_TOKEN
+        while len(text) > limit and not _head_is_enough(tokenizer, text[:limit]):
+            limit *= 4
+        out.append(text[:limit] if len(text) > limit else text)
+    return out
 
 
 def configure_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token: str) -> None:
