@@ -17,6 +17,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -214,14 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         print(f"starting tritonserver on {args.repository} (log: {server.log_path})", flush=True)
         server.start(timeout=args.timeout)
-        print(
-            f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  "
-            f"metrics {server.metrics_url}  (Ctrl-C stops)",
-            flush=True,
-        )
-        code = server.wait()
-        print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
-        return code or 1
+        return _serve_until_stopped(server, args)
     except KeyboardInterrupt:
         print("stopping tritonserver", file=sys.stderr, flush=True)
         return 0
@@ -229,6 +223,67 @@ def _serve(args: argparse.Namespace) -> int:
         server.close()
         if server.log_kept and server.log_path.exists():
             print(f"tritonserver log kept: {server.log_path}", file=sys.stderr, flush=True)
+
+
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _serve_until_stopped(server: LocalServer, args: argparse.Namespace) -> int:
+    """Probe every model once (ready means answering), then heal until stopped."""
+    from builder.health import Healer, probe
+    from clients import TritonClient
+
+    with TritonClient(server.http_url, timeout=60.0) as client:
+        broken = [r for r in probe(client) if not r.ok]
+        if broken:
+            for result in broken:
+                _report(f"error: model {result.model!r} does not answer: {result.detail}")
+            return EXIT_FAILED
+        heals = args.heal_interval > 0 and args.model_control == "explicit"
+        healer = Healer(client, args.heal_interval, _report) if heals else None
+        print(
+            f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+            f"metrics {server.metrics_url}  (every model answered a probe; Ctrl-C stops)",
+            flush=True,
+        )
+        if healer is not None:
+            healer.start()
+        try:
+            while (code := server.poll()) is None:
+                if healer is not None and healer.failed.wait(0.5):
+                    _report(f"error: {healer.failure}; stopping so that a supervisor restarts it")
+                    return EXIT_FAILED
+                if healer is None:
+                    time.sleep(0.5)
+        finally:
+            if healer is not None:
+                healer.stop()
+    print(f"tritonserver exited with code {code}; log: {server.log_path}", file=sys.stderr)
+    return code or 1
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from builder.health import probe
+    from clients import ClientError, TritonClient
+
+    try:
+        with TritonClient(args.url, args.protocol, timeout=args.timeout) as client:
+            results = probe(client, args.timeout)
+    except ClientError as exc:
+        print(f"FAIL {args.url}: {exc}")
+        return EXIT_FAILED
+    for result in results:
+        mark = "skip" if result.skipped else ("ok  " if result.ok else "FAIL")
+        if not args.quiet or not result.ok:
+            print(f"{mark} {result.model}: {result.detail}")
+    failed = [r.model for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} of {len(results)} model(s) do not answer: {', '.join(failed)}")
+        return EXIT_FAILED
+    if not args.quiet:
+        print(f"{len(results)} model(s) answer")
+    return EXIT_OK
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -324,8 +379,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--model-control",
         choices=("none", "explicit"),
-        default="none",
-        help="explicit: load all models at start and allow load/unload over the API",
+        default="explicit",
+        help="explicit (default): load every model at start and allow load/unload over the "
+        "API (healing reloads through it); none: Triton's static mode, no healing",
+    )
+    serve.add_argument(
+        "--heal-interval",
+        type=float,
+        default=10.0,
+        help="seconds between canary inferences on every model; a model whose stub died is "
+        "reloaded (0 turns healing off; needs --model-control explicit)",
     )
     serve.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for ready")
     serve.add_argument(
@@ -340,6 +403,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     _add_debug(serve)
     serve.set_defaults(func=_serve)
+
+    probe_cmd = commands.add_parser(
+        "probe",
+        help="exit 0 if every model of a running server answers a real inference",
+        description=(
+            "Send one canary inference (built from each model's own metadata) to every READY "
+            "model of the server at --url and print one line per model; exit 1 if any does "
+            "not answer. Triton's ready flag stays 200 when a Python stub died; this does not. "
+            "Usable as a Kubernetes exec liveness/readiness probe."
+        ),
+    )
+    probe_cmd.add_argument("--url", default="localhost:8000", help="default %(default)s")
+    probe_cmd.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    probe_cmd.add_argument("--timeout", type=float, default=10.0, help="seconds per model")
+    probe_cmd.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    _add_debug(probe_cmd)
+    probe_cmd.set_defaults(func=_probe)
 
     verify = commands.add_parser(
         "verify",

@@ -310,6 +310,10 @@ class LocalServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def poll(self) -> int | None:
+        """The server's exit code, or None while it runs."""
+        return None if self._process is None else self._process.poll()
+
     def wait(self) -> int:
         """Block until the server exits; its log is kept if it exited with an error."""
         if self._process is None:
