@@ -14,6 +14,7 @@ Each step lives in one module and hands a typed object to the next:
     manifest.Manifest               -> manifest.json (typed, versioned; read and written there)
     pipeline.build_repository(...)  -> BuildResult (the order of the steps, the cache, the swap)
     serve.LocalServer               -> a running tritonserver
+    health.probe(client)            -> a ProbeResult per model (a real canary inference)
     verify.verify_spec(...)         -> a Verdict per model (served against its source)
 """
 
