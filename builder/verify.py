@@ -24,20 +24,18 @@ from builder.model_files import (
     read_hf_config,
     read_sentence_transformers,
 )
+from builder.parity import SAMPLE_TEXTS as PARITY_SAMPLES
 from builder.sources import resolve_source
 from builder.spec import ModelSpec, Spec
 
 __all__ = ["SAMPLE_TEXTS", "Verdict", "verify_spec"]
 
+# parity's real-text samples (English, accented, CJK, emoji, empty, one past the length),
+# and a few more a served model meets: whitespace only, numbers, code and URLs
 SAMPLE_TEXTS = (
-    "Hello world.",
-    "The quick brown fox jumps over the lazy dog.",
-    "",
+    *PARITY_SAMPLES,
     "   ",
-    "Grüße aus Köln: naïve café, 東京タワー, Привет, مرحبا, emoji 🚀🔥",
     "Numbers 3.14159, dates 2026-11-25, code `x = f(y)`, URLs https://example.com/a?b=c.",
-    "A slow, terrible film; I would not watch it again!",
-    " ".join(["a long text that is cut at the model's maximum sequence length"] * 80),
 )
 
 

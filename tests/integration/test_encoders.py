@@ -213,9 +213,9 @@ def test_verify_passes_on_the_served_spec(
         out = capsys.readouterr().out
         assert code == 0, out
         assert "12 model(s) served equal to their source models" in out
-        assert "ok   st_cls: 8 texts, worst cosine " in out
+        assert "ok   st_cls: 9 texts, worst cosine " in out
         assert "pooling cls (model files), normalize true (model files)" in out
-        assert "ok   electra_cls: 8 texts, worst score difference " in out
+        assert "ok   electra_cls: 9 texts, worst score difference " in out
 
 
 def test_verify_fails_naming_the_model_served_with_the_wrong_pooling(
@@ -232,6 +232,6 @@ def test_verify_fails_naming_the_model_served_with_the_wrong_pooling(
     code = main(["verify", str(spec), "--url", server.http_url, "-q"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "FAIL st_cls: 8 texts, worst cosine" in out
+    assert "FAIL st_cls: 9 texts, worst cosine" in out
     assert "pooling mean (spec)" in out
     assert "1 model(s) differ from their source: st_cls" in out
