@@ -99,6 +99,27 @@ TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
 TEXT_BYTES_PER_TOKEN = 1024
 
 
+def onnx_threads(model: ModelSpec, cores: int | None) -> tuple[tuple[str, str], ...]:
+    """The ONNX Runtime backend's thread parameters for ``model``'s ONNX member.
+
+    ONNX Runtime gives each session as many intra-op threads as the machine has cores, so
+    N instances run N x cores threads and oversubscribe it. The spec's ``threads`` wins;
+    else ``defaults.cores // instances``; else, when several instances share an unknown
+    machine, 1 each; a single instance on an unknown machine keeps ONNX Runtime's default.
+    """
+    if model.threads is not None:
+        intra: int | None = model.threads
+    elif cores is not None:
+        intra = max(1, cores // model.instances)
+    elif model.instances > 1:
+        intra = 1
+    else:
+        intra = None
+    if intra is None:
+        return ()
+    return (("inter_op_thread_count", "1"), ("intra_op_thread_count", str(intra)))
+
+
 def _labels(model: ModelSpec, hf_config: HFConfig, where: str) -> tuple[str, ...]:
     count = hf_config.num_labels
     if model.labels is not None:
@@ -177,6 +198,7 @@ def plan_model(
         instance_kind=kind,
         dynamic_batching=model.dynamic_batching,
         default_model_filename="model.onnx",
+        parameters=onnx_threads(model, spec.defaults.cores),
     )
     labels: tuple[str, ...] | None = None
     if settings is not None:  # text-embedding

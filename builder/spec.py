@@ -106,6 +106,8 @@ class ModelSpec(_Frozen):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     dynamic_batching: DynamicBatching | None = DynamicBatching()
     instances: int = Field(default=1, ge=1, le=64)
+    # ONNX Runtime intra-op threads per instance; None: derived (see plan.onnx_threads)
+    threads: int | None = Field(default=None, ge=1, le=1024)
     export: ExportSettings = ExportSettings()
     pooling: Pooling | None = None
     normalize: bool | None = None
@@ -188,6 +190,7 @@ class ModelSpec(_Frozen):
             "not apply to a decoupled vllm model",
             "instances": "the vllm backend runs one KIND_MODEL instance; use "
             "engine.tensor_parallel_size or more models",
+            "threads": "vLLM picks its own threads",
             "source": "the vllm backend loads engine.model; put the model there",
             "max_sequence_length": "use engine.max_model_len",
             "max_text_bytes": "applies to encoder models (the tokenizer member)",
@@ -213,6 +216,9 @@ class ModelSpec(_Frozen):
 
 class SpecDefaults(_Frozen):
     target: Target = "cpu"
+    # CPU cores of the machine that serves the repository (ONNX Runtime threads are derived
+    # from it and the instance count); None: not known at build time
+    cores: int | None = Field(default=None, ge=1, le=1024)
 
 
 class Spec(_Frozen):

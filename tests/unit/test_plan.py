@@ -89,7 +89,8 @@ def test_embedding_plan_bert() -> None:
         max_queue_delay_us=1000, preferred_batch_sizes=(8, 16)
     )
     assert onnx.default_model_filename == "model.onnx"
-    assert onnx.parameters == ()
+    # two instances on a machine of unknown size: one ONNX Runtime thread each
+    assert onnx.parameters == (("inter_op_thread_count", "1"), ("intra_op_thread_count", "1"))
 
     post = plan.postprocess
     assert (post.name, post.backend, post.max_batch_size) == ("minilm_postprocess", "python", 32)
@@ -389,3 +390,37 @@ def test_unmapped_member_input(plan: ModelPlan) -> None:
     onnx = replace(onnx, input_map=onnx.input_map[:2])  # token_type_ids not fed
     message = ensemble_error(replace(plan, steps=(tok, onnx, post)))
     assert "token_type_ids" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "defaults", "expected"),
+    [
+        ("", "", ()),  # one instance, unknown machine: ONNX Runtime's default (all cores)
+        (", instances: 2", "", (("inter_op_thread_count", "1"), ("intra_op_thread_count", "1"))),
+        (
+            ", instances: 2",
+            "defaults: {cores: 8}\n",
+            (("inter_op_thread_count", "1"), ("intra_op_thread_count", "4")),
+        ),
+        (
+            ", instances: 3",
+            "defaults: {cores: 8}\n",
+            (("inter_op_thread_count", "1"), ("intra_op_thread_count", "2")),
+        ),
+        (
+            ", instances: 4",
+            "defaults: {cores: 2}\n",
+            (("inter_op_thread_count", "1"), ("intra_op_thread_count", "1")),
+        ),
+        (
+            ", threads: 3",
+            "defaults: {cores: 8}\n",
+            (("inter_op_thread_count", "1"), ("intra_op_thread_count", "3")),
+        ),
+    ],
+)
+def test_onnx_threads_fit_the_instances(
+    extra: str, defaults: str, expected: tuple[tuple[str, str], ...]
+) -> None:
+    plan = plan_for("{name: e, task: text-embedding, source: ./m" + extra + "}", BERT_384, defaults)
+    assert plan.onnx.parameters == expected

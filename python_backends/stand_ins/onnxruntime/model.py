@@ -20,6 +20,10 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], filename)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # the native backend's thread parameters, honoured the same way (0 or absent: default)
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        options.intra_op_num_threads = int(params.get("intra_op_thread_count") or 0)
+        options.inter_op_num_threads = int(params.get("inter_op_thread_count") or 0)
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.output_names = [o["name"] for o in config["output"]]
