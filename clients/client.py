@@ -75,6 +75,7 @@ def not_in_index(model: str, names: Sequence[str]) -> ModelNotFoundError:
 
 
 UNLOAD_POLL_SECONDS = 0.05
+MODEL_CONTROL_TIMEOUT = 120.0  # default seconds for load_model and unload_model
 
 
 def _unloading(index: Sequence[RepositoryModel], model: str) -> bool:
@@ -100,6 +101,12 @@ class _Base:
 
     def _seconds(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else check_timeout(timeout, "timeout")
+
+    def _control_seconds(self, timeout: float | None) -> float:
+        """load/unload: a model's initialisation or finalisation can take minutes."""
+        if timeout is None:
+            return max(self.timeout, MODEL_CONTROL_TIMEOUT)
+        return check_timeout(timeout, "timeout")
 
     def _translator(
         self, what: str, seconds: float, errors: tuple[type[BaseException], ...] = ()
@@ -211,10 +218,12 @@ class TritonClient(_Base):
     def load_model(self, model: str, *, timeout: float | None = None) -> None:
         """Load or reload ``model`` (the server must run with explicit model control).
 
-        A model the repository does not have raises ModelNotFoundError.
+        A model the repository does not have raises ModelNotFoundError. ``timeout`` defaults
+        to ``MODEL_CONTROL_TIMEOUT`` (loads take as long as the model's initialisation).
         """
+        seconds = self._control_seconds(timeout)
         try:
-            self._call(lambda t: self._transport.load(model, t), timeout, f"load_model({model!r})")
+            self._call(lambda t: self._transport.load(model, t), seconds, f"load_model({model!r})")
         except ServerError as error:
             names = self._index_names()
             if names is not None and model not in names:
@@ -224,15 +233,26 @@ class TritonClient(_Base):
             with self._lock:
                 self._forget(model)
 
-    def unload_model(self, model: str, *, timeout: float | None = None) -> None:
-        """Unload ``model``; one the repository does not have raises ModelNotFoundError
-        (Triton itself answers success)."""
-        names = [m.name for m in self.repository_index(timeout=timeout)]
+    def unload_model(self, model: str, *, timeout: float | None = None, wait: bool = True) -> None:
+        """Unload ``model``. Triton unloads in the background; with ``wait`` (the default) this
+        returns once the repository index no longer says UNLOADING (within ``timeout``,
+        default ``MODEL_CONTROL_TIMEOUT``). A model the repository does not have raises
+        ModelNotFoundError (Triton itself answers success).
+        """
+        seconds = self._control_seconds(timeout)
+        names = [m.name for m in self.repository_index(timeout=seconds)]
         if model not in names:
             raise not_in_index(model, names)
-        self._call(lambda t: self._transport.unload(model, t), timeout, f"unload_model({model!r})")
+        self._call(lambda t: self._transport.unload(model, t), seconds, f"unload_model({model!r})")
         with self._lock:
             self._forget(model)
+        end = time.monotonic() + seconds
+        while wait and _unloading(self.repository_index(timeout=seconds), model):
+            if time.monotonic() > end:
+                raise DeadlineExceeded(
+                    f"unload_model({model!r}) at {self.url}: still unloading after {seconds:g} s"
+                )
+            time.sleep(UNLOAD_POLL_SECONDS)
 
     def model_info(self, model: str, version: str = "") -> ModelInfo:
         """Metadata and config of ``model``, fetched once and cached until load/unload."""
@@ -386,9 +406,10 @@ class AsyncTritonClient(_Base):
         return parse_repository_index(data)
 
     async def load_model(self, model: str, *, timeout: float | None = None) -> None:
+        seconds = self._control_seconds(timeout)
         try:
             await self._call(
-                lambda t: self._transport.load(model, t), timeout, f"load_model({model!r})"
+                lambda t: self._transport.load(model, t), seconds, f"load_model({model!r})"
             )
         except ServerError as error:
             names = await self._index_names()
@@ -401,14 +422,14 @@ class AsyncTritonClient(_Base):
     async def unload_model(
         self, model: str, *, timeout: float | None = None, wait: bool = True
     ) -> None:
-        names = [m.name for m in await self.repository_index(timeout=timeout)]
+        seconds = self._control_seconds(timeout)
+        names = [m.name for m in await self.repository_index(timeout=seconds)]
         if model not in names:
             raise not_in_index(model, names)
         await self._call(
-            lambda t: self._transport.unload(model, t), timeout, f"unload_model({model!r})"
+            lambda t: self._transport.unload(model, t), seconds, f"unload_model({model!r})"
         )
         self._forget(model)
-        seconds = self._seconds(timeout)
         end = time.monotonic() + seconds
         while wait and _unloading(await self.repository_index(timeout=seconds), model):
             if time.monotonic() > end:
