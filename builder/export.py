@@ -85,6 +85,18 @@ def _wrapper(model: Any, architecture: Architecture, task: TaskExport) -> Any:
     return Wrapped().eval()
 
 
+def _reraise_interruption(exc: BaseException) -> None:
+    """Ctrl-C or SIGTERM that torch wrapped in one of its own errors: let it unwind as itself
+    (the CLI then cleans up and exits 130 or 143), not as a failed export."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if not isinstance(cause, Exception):
+            raise cause
+        cause = cause.__cause__ or cause.__context__
+
+
 def export_onnx(
     model: Any, architecture: Architecture, task: TaskExport, opset: int, out_dir: Path
 ) -> OnnxArtifact:
@@ -123,6 +135,7 @@ def export_onnx(
                 verbose=False,
             )
     except Exception as exc:  # torch.export raises a zoo of internal error types
+        _reraise_interruption(exc)
         detail = chatter.getvalue().strip().splitlines()[-5:]
         raise ExportError(
             f"torch.onnx.export failed: {type(exc).__name__}: {exc}\n" + "\n".join(detail)
