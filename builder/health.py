@@ -4,9 +4,9 @@ tritonserver 2.51 does not restart a Python-backend stub that died (an out-of-me
 say): every request to its model fails while the server and the model keep reporting ready.
 ``probe`` therefore asks each model for a real answer: a minimal request built from its own
 metadata (one row of ``probe`` text, ones for token ids, zeros for floats). ``Healer`` runs
-the probe periodically inside ``triton-pack serve`` and reloads, through the model-control
-API, every non-ensemble model that stopped answering, which starts a new stub; an ensemble
-recovers with its members. Decoupled models (vLLM) are not probed: a generation is no
+the probe periodically inside ``triton-pack serve`` and loads anew, through the model-control
+API, every non-ensemble model that stopped answering (new instances, a new stub); its
+ensemble stays READY and answers again. Decoupled models (vLLM) are not probed: a generation is no
 canary; Triton's own readiness stands for them.
 """
 
@@ -139,6 +139,17 @@ class Healer:
         self._stop.set()
         self._thread.join(timeout=self.timeout + 5)
 
+    def _reload(self, model: str) -> None:
+        """Load ``model`` anew. Triton skips a load of an unchanged, loaded model, and an
+        unload waits on the dead stub (it hung past 60 s on a busy machine), so the model is
+        loaded with its own config plus a marker parameter: new instances are swapped in and
+        its ensemble stays READY."""
+        config = dict(self.client.model_config(model).raw)
+        parameters = dict(config.get("parameters") or {})
+        parameters["triton_pack_reload"] = {"string_value": str(self.healed + 1)}
+        config["parameters"] = parameters
+        self.client.load_model(model, config=config, timeout=120.0)
+
     def check_once(self) -> None:
         broken = [r for r in probe(self.client, self.timeout) if not r.ok]
         members = [r for r in broken if not r.ensemble]
@@ -149,9 +160,7 @@ class Healer:
             self.report(f"heal: model {result.model!r} does not answer ({result.detail})")
             started = time.monotonic()
             try:
-                # a load of an unchanged, loaded model is a no-op in Triton: unload it first
-                self.client.unload_model(result.model, timeout=60.0)
-                self.client.load_model(result.model, timeout=120.0)
+                self._reload(result.model)
             except ClientError as exc:
                 self.failure = f"reloading model {result.model!r} failed: {exc}"
                 return

@@ -12,6 +12,7 @@ client). ``close()`` releases every connection; a call after it raises ``ClientC
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -215,15 +216,26 @@ class TritonClient(_Base):
         data = self._call(self._transport.repository_index, timeout, "repository_index")
         return parse_repository_index(data)
 
-    def load_model(self, model: str, *, timeout: float | None = None) -> None:
+    def load_model(
+        self,
+        model: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Load or reload ``model`` (the server must run with explicit model control).
 
-        A model the repository does not have raises ModelNotFoundError. ``timeout`` defaults
-        to ``MODEL_CONTROL_TIMEOUT`` (loads take as long as the model's initialisation).
+        Triton skips the load of an unchanged, loaded model; with ``config`` (a ModelConfig as
+        JSON, e.g. ``model_config(m).raw`` with a change) it loads the model anew, new
+        instances and all, and swaps them in. A model the repository does not have raises
+        ModelNotFoundError. ``timeout`` defaults to ``MODEL_CONTROL_TIMEOUT``.
         """
         seconds = self._control_seconds(timeout)
+        text = json.dumps(config) if config is not None else None
         try:
-            self._call(lambda t: self._transport.load(model, t), seconds, f"load_model({model!r})")
+            self._call(
+                lambda t: self._transport.load(model, t, text), seconds, f"load_model({model!r})"
+            )
         except ServerError as error:
             names = self._index_names()
             if names is not None and model not in names:
@@ -405,11 +417,18 @@ class AsyncTritonClient(_Base):
         data = await self._call(self._transport.repository_index, timeout, "repository_index")
         return parse_repository_index(data)
 
-    async def load_model(self, model: str, *, timeout: float | None = None) -> None:
+    async def load_model(
+        self,
+        model: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         seconds = self._control_seconds(timeout)
+        text = json.dumps(config) if config is not None else None
         try:
             await self._call(
-                lambda t: self._transport.load(model, t), seconds, f"load_model({model!r})"
+                lambda t: self._transport.load(model, t, text), seconds, f"load_model({model!r})"
             )
         except ServerError as error:
             names = await self._index_names()

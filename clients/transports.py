@@ -87,6 +87,11 @@ def _infer_result(reply: HttpReply, outputs: Sequence[str]) -> Arrays:
     return arrays
 
 
+def _load_body(config: str | None) -> bytes:
+    """A load request; with ``config`` (ModelConfig JSON) Triton loads the model anew with it."""
+    return json.dumps({"parameters": {"config": config}} if config else {}).encode()
+
+
 def _json(reply: HttpReply, url: str, model: str = "", *, required: bool = False) -> Any:
     if reply.status != 200:
         raise http_error(reply.status, reply.body, url, model)
@@ -119,8 +124,8 @@ class HttpTransport:
         reply = self._pool.request("GET", path, timeout=timeout)
         return _json(reply, self.url + path, model, required=True)
 
-    def _post(self, path: str, timeout: float, model: str = "") -> Any:
-        reply = self._pool.request("POST", path, b"{}", timeout=timeout)
+    def _post(self, path: str, timeout: float, model: str = "", body: bytes = b"{}") -> Any:
+        reply = self._pool.request("POST", path, body, timeout=timeout)
         return _json(reply, self.url + path, model)
 
     def _ok(self, path: str, timeout: float) -> bool:
@@ -147,8 +152,8 @@ class HttpTransport:
     def repository_index(self, timeout: float) -> Any:
         return self._post("/v2/repository/index", timeout)
 
-    def load(self, model: str, timeout: float) -> None:
-        self._post(repository_path(model, "load"), timeout, model)
+    def load(self, model: str, timeout: float, config: str | None = None) -> None:
+        self._post(repository_path(model, "load"), timeout, model, _load_body(config))
 
     def unload(self, model: str, timeout: float) -> None:
         self._post(repository_path(model, "unload"), timeout, model)
@@ -214,8 +219,8 @@ class GrpcTransport:
     def repository_index(self, timeout: float) -> Any:
         return self._c().get_model_repository_index(as_json=True, client_timeout=timeout)
 
-    def load(self, model: str, timeout: float) -> None:
-        self._c().load_model(model, client_timeout=timeout)
+    def load(self, model: str, timeout: float, config: str | None = None) -> None:
+        self._c().load_model(model, config=config, client_timeout=timeout)
 
     def unload(self, model: str, timeout: float) -> None:
         self._c().unload_model(model, client_timeout=timeout)
@@ -289,8 +294,10 @@ class AsyncHttpTransport:
     async def repository_index(self, timeout: float) -> Any:
         return await self._json("POST", "/v2/repository/index", timeout)
 
-    async def load(self, model: str, timeout: float) -> None:
-        await self._json("POST", repository_path(model, "load"), timeout, model)
+    async def load(self, model: str, timeout: float, config: str | None = None) -> None:
+        path = repository_path(model, "load")
+        reply = await self._session.request("POST", path, _load_body(config), timeout=timeout)
+        _json(reply, self.url + path, model)
 
     async def unload(self, model: str, timeout: float) -> None:
         await self._json("POST", repository_path(model, "unload"), timeout, model)
@@ -361,8 +368,8 @@ class AsyncGrpcTransport:
     async def repository_index(self, timeout: float) -> Any:
         return await self._get().get_model_repository_index(as_json=True, client_timeout=timeout)
 
-    async def load(self, model: str, timeout: float) -> None:
-        await self._get().load_model(model, client_timeout=timeout)
+    async def load(self, model: str, timeout: float, config: str | None = None) -> None:
+        await self._get().load_model(model, config=config, client_timeout=timeout)
 
     async def unload(self, model: str, timeout: float) -> None:
         await self._get().unload_model(model, client_timeout=timeout)

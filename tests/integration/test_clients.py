@@ -354,3 +354,16 @@ def test_retries_reach_a_restarted_server(served_build: BuildResult) -> None:
     for protocol in PROTOCOLS:
         assert before[protocol] >= 1
         assert len(results[protocol]) > before[protocol] + 3
+
+
+def test_load_with_a_config_loads_the_model_anew(server: LocalServer) -> None:
+    for protocol in PROTOCOLS:
+        with TritonClient(url_for(server, protocol), protocol) as client:
+            config = dict(client.model_config("sentiment_postprocess").raw)
+            parameters = dict(config.get("parameters") or {})
+            parameters["reloaded_by"] = {"string_value": protocol}
+            config["parameters"] = parameters
+            client.load_model("sentiment_postprocess", config=config)
+            after = client.model_config("sentiment_postprocess")
+            assert after.parameters["reloaded_by"] == protocol
+            assert client.infer("sentiment", {"TEXT": [["good"]]})["SCORES"].shape == (1, 3)
