@@ -107,28 +107,55 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-@contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM unwinds the build (removing its staging folder) instead of killing it."""
+class _Signals:
+    """SIGTERM and Ctrl-C unwind a build (removing its staging folder) instead of killing it.
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the cleanup short
+    The handlers raise at once; they also remember the signal, and ``progress`` raises it
+    again at the next step, because torch's exporter can swallow an exception raised inside
+    it and go on (seen with Ctrl-C on a busy machine: the build then finished with exit 0).
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def _raise(self, signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Stopped(signum)
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread; an embedding caller keeps its own
-        return
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the cleanup short
+        self.received = signum
+        self._raise(signum)
+
+    def progress(self, sink: Callable[[str], None]) -> Callable[[str], None]:
+        def report(message: str) -> None:
+            if self.received is not None:
+                self._raise(self.received)
+            sink(message)
+
+        return report
+
+    @contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers belong to the main thread; an embedding caller's own
+            return
+        previous = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    with _stop_on_sigterm():
-        result = build_repository(spec, args.output, progress=_progress(args.quiet))
+    with _Signals().installed() as signals:
+        progress = signals.progress(_progress(args.quiet))
+        result = build_repository(spec, args.output, progress=progress)
     exported = [m.name for m in result.models if m.exported]
     failed = result.parity_failures
     print(
@@ -152,8 +179,9 @@ def _build(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    with _stop_on_sigterm():
-        problems = check_repository(spec, args.output, progress=_progress(args.quiet))
+    with _Signals().installed() as signals:
+        progress = signals.progress(_progress(args.quiet))
+        problems = check_repository(spec, args.output, progress=progress)
     repo = (args.output or spec.repository_dir).resolve()
     if problems:
         print(f"{repo} is out of date with {args.spec}; run `build-repo {args.spec}`:")
