@@ -87,8 +87,15 @@ class HttpStream:
             return
         if self._reply.isclosed() and not self._reply.will_close:
             self._pool.give_back(connection)
-        else:
-            self._pool.discard(connection)
+            return
+        # an unfinished response: shut the socket down now, so that the server sees the
+        # client go (and cancels the request) even while the response object still holds
+        # a reference to the socket
+        if connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+        self._reply.close()
+        self._pool.discard(connection)
 
 
 class _Connections:
