@@ -154,10 +154,10 @@ class HttpPool:
         if self._state.closed:
             raise ClientClosedError(f"the {self._what} for {self.url} is closed")
 
-    def _take(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, timeout: float, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
             self.check_open()
-            connection = self._idle.pop() if self._idle else None
+            connection = self._idle.pop() if self._idle and not fresh else None
             reused = connection is not None
             if connection is None:
                 connection = self._new(timeout)
@@ -215,9 +215,11 @@ class HttpPool:
         headers: Mapping[str, str] | None = None,
         *,
         timeout: float,
+        fresh: bool = False,
     ) -> HttpStream:
-        """Send a request and return its response unread (the caller closes it)."""
-        connection, reused = self._take(timeout)
+        """Send a request and return its response unread (the caller closes it). ``fresh``:
+        on a connection of its own (a stream whose cancellation is the connection's close)."""
+        connection, reused = self._take(timeout, fresh)
         try:
             try:
                 reply = self._send(connection, method, path, body, headers or {}, timeout)

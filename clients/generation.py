@@ -165,7 +165,7 @@ class _HttpSource:
         self._pending: Chunk | None = None
         path = _path(model, stream)
         self._reply: HttpStream = pool.open(
-            "POST", path, body, {"Content-Type": "application/json"}, timeout=timeout
+            "POST", path, body, {"Content-Type": "application/json"}, timeout=timeout, fresh=stream
         )
         try:
             if self._reply.status != 200:
