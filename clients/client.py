@@ -154,19 +154,20 @@ class TritonClient(_Base):
                 raise
             raise self._refine(error, model, version) from error.__cause__
 
-    def _index_names(self) -> list[str] | None:
+    def _index_or_none(self) -> list[RepositoryModel] | None:
+        """The repository index, to refine another error; None when it cannot be had."""
         try:
-            index = parse_repository_index(self._transport.repository_index(self.timeout))
-        except Exception:  # only a refinement of another error
+            return parse_repository_index(self._transport.repository_index(self.timeout))
+        except Exception:  # only a refinement: the original error stands
             return None
-        return [entry.name for entry in index]
+
+    def _index_names(self) -> list[str] | None:
+        index = self._index_or_none()
+        return None if index is None else [entry.name for entry in index]
 
     def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
-        try:
-            index = parse_repository_index(self._transport.repository_index(self.timeout))
-        except Exception:  # the index is a refinement only; keep the original error
-            return error
-        return refine_not_found(error, model, index, version)
+        index = self._index_or_none()
+        return error if index is None else refine_not_found(error, model, index, version)
 
     # -- health and metadata ---------------------------------------------------------------
     def is_live(self, *, timeout: float | None = None) -> bool:
@@ -356,19 +357,20 @@ class AsyncTritonClient(_Base):
                 raise
             raise await self._refine(error, model, version) from error.__cause__
 
-    async def _index_names(self) -> list[str] | None:
+    async def _index_or_none(self) -> list[RepositoryModel] | None:
+        """The repository index, to refine another error; None when it cannot be had."""
         try:
-            index = parse_repository_index(await self._transport.repository_index(self.timeout))
-        except Exception:  # only a refinement of another error
+            return parse_repository_index(await self._transport.repository_index(self.timeout))
+        except Exception:  # only a refinement: the original error stands
             return None
-        return [entry.name for entry in index]
+
+    async def _index_names(self) -> list[str] | None:
+        index = await self._index_or_none()
+        return None if index is None else [entry.name for entry in index]
 
     async def _refine(self, error: ModelNotFoundError, model: str, version: str) -> ClientError:
-        try:
-            index = parse_repository_index(await self._transport.repository_index(self.timeout))
-        except Exception:  # the index is a refinement only; keep the original error
-            return error
-        return refine_not_found(error, model, index, version)
+        index = await self._index_or_none()
+        return error if index is None else refine_not_found(error, model, index, version)
 
     async def is_live(self, *, timeout: float | None = None) -> bool:
         return await self._call(self._transport.live, timeout, "is_live")
