@@ -30,6 +30,7 @@ __all__ = [
     "ModelSpec",
     "Spec",
     "SpecDefaults",
+    "TokenizerSettings",
     "load_spec",
     "parse_spec",
 ]
@@ -65,6 +66,17 @@ class DynamicBatching(_Frozen):
         return value
 
 
+class TokenizerSettings(_Frozen):
+    """The tokenizer member: its instances, its dynamic batcher, and the length buckets it pads
+    to so that the model member's batcher can merge requests of different lengths."""
+
+    instances: int = Field(default=1, ge=1, le=64)
+    max_queue_delay_us: int = Field(default=0, ge=0, le=60_000_000)
+    # every batch is padded to its longest text rounded up to a multiple of ``bucket`` tokens
+    # (capped at max_sequence_length); 1: to the longest text only
+    bucket: int = Field(default=16, ge=1, le=8192)
+
+
 class ExportSettings(_Frozen):
     """How the model is exported and how closely it must match PyTorch."""
 
@@ -76,6 +88,9 @@ class ExportSettings(_Frozen):
     allow_parity_failure: bool = False
     # texts parity also runs on, tokenized as served (besides built-in samples and random ids)
     parity_texts: tuple[str, ...] = ()
+    # ONNX Runtime's transformer fusions (attention, layer norm, GELU) on the exported graph,
+    # kept only when the fused graph passes parity too (the manifest records the outcome)
+    optimize: bool = False
 
     @field_validator("atol", "rtol", mode="before")
     @classmethod
@@ -108,6 +123,7 @@ class ModelSpec(_Frozen):
     instances: int = Field(default=1, ge=1, le=64)
     # ONNX Runtime intra-op threads per instance; None: derived (see plan.onnx_threads)
     threads: int | None = Field(default=None, ge=1, le=1024)
+    tokenizer: TokenizerSettings = TokenizerSettings()
     export: ExportSettings = ExportSettings()
     pooling: Pooling | None = None
     normalize: bool | None = None
