@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import ExportError
+from builder.heads import GraphHead
 from builder.plan import TokenizerInfo
 from builder.registry import Architecture, TaskExport
 
@@ -57,10 +58,11 @@ def load_model(source_dir: Path, task: TaskExport) -> Any:
     return model.eval()
 
 
-def _wrapper(model: Any, architecture: Architecture, task: TaskExport) -> Any:
+def _wrapper(model: Any, architecture: Architecture, task: TaskExport, head: GraphHead) -> Any:
     import torch
 
     names = architecture.input_names
+    mask_name = architecture.mask_name
 
     class Wrapped(torch.nn.Module):
         def __init__(self) -> None:
@@ -80,7 +82,7 @@ def _wrapper(model: Any, architecture: Architecture, task: TaskExport) -> Any:
             }
             # transformers 5 changed positional order: always call with keywords
             out = self.inner(**{n: given[n] for n in names})
-            return getattr(out, task.output_name)  # type: ignore[no-any-return]
+            return head.forward(getattr(out, task.raw_output), given[mask_name])
 
     return Wrapped().eval()
 
@@ -98,9 +100,15 @@ def _reraise_interruption(exc: BaseException) -> None:
 
 
 def export_onnx(
-    model: Any, architecture: Architecture, task: TaskExport, opset: int, out_dir: Path
+    model: Any,
+    architecture: Architecture,
+    task: TaskExport,
+    head: GraphHead,
+    opset: int,
+    out_dir: Path,
 ) -> OnnxArtifact:
-    """Export ``model`` to ``out_dir/model.onnx`` with dynamic batch and sequence axes."""
+    """Export ``model`` with ``head`` on top to ``out_dir/model.onnx`` (dynamic batch and
+    sequence axes; one output, ``task.output_name``)."""
     import onnx
     import torch
 
@@ -121,7 +129,7 @@ def export_onnx(
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _wrapper(model, architecture, task),
+                _wrapper(model, architecture, task, head),
                 (),
                 str(target),
                 kwargs=example,

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from builder.errors import ParityError
 from builder.export import OnnxArtifact
+from builder.heads import GraphHead
 from builder.plan import TokenizerInfo
 from builder.registry import Architecture, TaskExport
 
@@ -130,9 +131,9 @@ def text_case(
     from python_backends.text_ops import configure_tokenizer, cut_texts, tokenize
 
     loaded = Tokenizer.from_file(str(tokenizer_file))
-    configure_tokenizer(loaded, max_length, tokenizer.pad_id, tokenizer.pad_token)
+    configure_tokenizer(loaded, max_length)
     fields = [(i.name, i.encoding_field) for i in architecture.inputs]
-    return tokenize(loaded, cut_texts(loaded, texts, max_length), fields)
+    return tokenize(loaded, cut_texts(loaded, texts, max_length), fields, tokenizer.pad_id)
 
 
 def check_parity(
@@ -140,15 +141,14 @@ def check_parity(
     artifact: OnnxArtifact,
     architecture: Architecture,
     task: TaskExport,
+    head: GraphHead,
     cases: list[Feeds],
     atol: float,
     rtol: float,
     texts: Feeds | None = None,
 ) -> ParityReport:
-    """ONNX Runtime against PyTorch over ``cases`` and ``texts`` (a tokenized batch).
-
-    Token-level outputs are compared on unpadded positions only.
-    """
+    """The graph's output under ONNX Runtime against PyTorch's raw output with ``head``
+    applied in numpy (``GraphHead.reference``), over ``cases`` and ``texts``."""
     import onnxruntime as ort
     import torch
 
@@ -162,11 +162,9 @@ def check_parity(
         (onnx_out,) = session.run([artifact.output_name], feeds)
         with torch.no_grad():
             result = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-        reference = getattr(result, task.output_name).numpy().astype(np.float64)
+        raw = getattr(result, task.raw_output).numpy()
+        reference = head.reference(raw, feeds[mask_name]).astype(np.float64)
         diff = np.abs(onnx_out.astype(np.float64) - reference)
-        if task.token_level:
-            keep = feeds[mask_name].astype(bool)
-            diff, reference = diff[keep], reference[keep]
         if diff.size:
             worst_abs = max(worst_abs, float(diff.max()))
             nonzero = np.abs(reference) > 0

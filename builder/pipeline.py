@@ -33,10 +33,11 @@ from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
 from builder.model_files import EmbeddingSettings, embedding_settings
 from builder.output import check_output_folder, remove_stale_staging, staging, swap
-from builder.plan import TokenizerInfo, plan_model, plan_vllm
+from builder.heads import GraphHead
+from builder.plan import TokenizerInfo, member_suffixes, plan_model, plan_vllm
 from builder.render import render_model, render_vllm
 from builder.sources import ResolvedSource, file_sha256, resolve_source
-from builder.spec import MEMBER_SUFFIXES, ModelSpec, Spec
+from builder.spec import ModelSpec, Spec
 from builder.write import (
     GITIGNORE,
     artifact_hashes,
@@ -179,6 +180,7 @@ class _ModelBuilder:
         model: ModelSpec,
         source: ResolvedSource,
         tokenizer: TokenizerInfo,
+        head: GraphHead,
         reuse: ModelRecord | None,
         root: Path,
     ) -> dict[str, Any]:
@@ -193,9 +195,12 @@ class _ModelBuilder:
 
         checked = self.prepared.inputs[model.name]
         config, architecture, task = checked.hf_config, checked.architecture, checked.task
-        self.progress(f"  {model.name}: exporting ONNX (opset {model.export.opset})")
+        self.progress(
+            f"  {model.name}: exporting ONNX (opset {model.export.opset}, {head.describe()} "
+            "in the graph)"
+        )
         torch_model = load_model(source.directory, task)
-        artifact = export_onnx(torch_model, architecture, task, model.export.opset, out_dir)
+        artifact = export_onnx(torch_model, architecture, task, head, model.export.opset, out_dir)
         max_length = self.prepared.max_length(model)
         cases = parity_cases(architecture, config.vocab_size, max_length, tokenizer.pad_id)
         texts = text_case(
@@ -207,7 +212,7 @@ class _ModelBuilder:
         )
         rtol = task.rtol if model.export.rtol is None else model.export.rtol
         report = check_parity(
-            torch_model, artifact, architecture, task, cases, model.export.atol, rtol, texts
+            torch_model, artifact, architecture, task, head, cases, model.export.atol, rtol, texts
         )
         self.progress(f"  {model.name}: parity {report.verdict}: {report.describe()}")
         report.judge(self.spec.where(model, "export.atol"), model.export.allow_parity_failure)
@@ -274,13 +279,18 @@ class _ModelBuilder:
         )
         if not with_weights:
             return record
-        parity = self.onnx(model, source, tokenizer, reuse, root)
+        parity = self.onnx(model, source, tokenizer, plan.head, reuse, root)
         seconds = time.monotonic() - started
         self.outcomes.append(ModelOutcome(model.name, reuse is None, seconds, parity))
         self.progress(f"  {model.name}: done in {seconds:.1f}s")
         return replace(
             record,
-            export={"format": "onnx", "opset": model.export.opset, "exporter": "dynamo"},
+            export={
+                "format": "onnx",
+                "opset": model.export.opset,
+                "exporter": "dynamo",
+                "head": plan.head.as_manifest(),
+            },
             # reused files were hashed against the previous manifest by _reusable already
             artifacts=dict(reuse.artifacts) if reuse else artifact_hashes(model, root),
             parity=parity,
@@ -293,7 +303,7 @@ def triton_model_names(spec: Spec) -> list[str]:
     for model in spec.models:
         names.append(model.name)
         if model.task != "text-generation":
-            names += [model.name + suffix for suffix in MEMBER_SUFFIXES]
+            names += [model.name + suffix for suffix in member_suffixes(model.task)]
     return names
 
 

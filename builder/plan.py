@@ -1,9 +1,14 @@
 """The Triton models one spec entry becomes, as tensor specs, and the ensemble that wires them.
 
 ``<name>``              ensemble:  TEXT -> EMBEDDING | LABEL, SCORES
-``<name>_tokenizer``    python:    TEXT -> input_ids, attention_mask[, token_type_ids]
-``<name>_onnx``         onnxruntime: token tensors -> last_hidden_state | logits
-``<name>_postprocess``  python:    pooling + L2 norm | softmax + labels
+``<name>_tokenizer``    python (dynamic batching, length buckets):
+                                   TEXT -> input_ids, attention_mask[, token_type_ids]
+``<name>_onnx``         onnxruntime: token tensors -> EMBEDDING (pooling, L2 norm in the graph)
+                                                   | SCORES (softmax in the graph)
+``<name>_postprocess``  python:    SCORES -> LABEL (classification only: it makes strings)
+
+Each task has one planner (``PLANNERS``): the members after the tokenizer and the graph, and
+its ensemble.
 
 The ensemble is built from the members' tensor specs and checked here, so a name, dtype,
 shape or batch-size mismatch between two steps is a build error naming both ends.
@@ -12,12 +17,14 @@ shape or batch-size mismatch between two steps is a build error naming both ends
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.errors import EnsembleError, SpecError
+from builder.heads import GraphHead, head_for
 from builder.model_files import EmbeddingSettings, HFConfig, resolve_embedding
 from builder.registry import REGISTRY, Architecture, ExportRegistry
-from builder.spec import DynamicBatching, ModelSpec, Spec
+from builder.spec import MEMBER_SUFFIXES, DynamicBatching, ModelSpec, Spec
 
 __all__ = [
     "EnsembleStep",
@@ -27,6 +34,7 @@ __all__ = [
     "TokenizerInfo",
     "VllmPlan",
     "check_ensemble",
+    "member_suffixes",
     "plan_model",
     "plan_vllm",
 ]
@@ -79,7 +87,8 @@ class ModelPlan:
     spec: ModelSpec
     tokenizer: MemberPlan
     onnx: MemberPlan
-    postprocess: MemberPlan
+    postprocess: MemberPlan | None  # only where a step must produce strings
+    head: GraphHead  # what the graph computes after the HF model (builder.heads)
     ensemble_inputs: tuple[TensorSpec, ...]
     ensemble_outputs: tuple[TensorSpec, ...]
     steps: tuple[EnsembleStep, ...]
@@ -88,7 +97,8 @@ class ModelPlan:
 
     @property
     def members(self) -> tuple[MemberPlan, ...]:
-        return (self.tokenizer, self.onnx, self.postprocess)
+        extra = (self.postprocess,) if self.postprocess is not None else ()
+        return (self.tokenizer, self.onnx, *extra)
 
 
 TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
@@ -142,6 +152,78 @@ def _step(member: MemberPlan, **renames: str) -> EnsembleStep:
     )
 
 
+@dataclass(frozen=True)
+class _Common:
+    """What every task's planner starts from: the entry, its members' shared facts."""
+
+    spec: Spec
+    model: ModelSpec
+    hf_config: HFConfig
+    tokenizer: MemberPlan
+    onnx: MemberPlan
+    head: GraphHead
+
+
+def _plan_embedding(common: _Common) -> ModelPlan:
+    """tokenizer -> graph (pooling and normalisation inside): EMBEDDING."""
+    return ModelPlan(
+        spec=common.model,
+        tokenizer=common.tokenizer,
+        onnx=common.onnx,
+        postprocess=None,
+        head=common.head,
+        ensemble_inputs=(TEXT,),
+        ensemble_outputs=common.onnx.outputs,
+        steps=(_step(common.tokenizer), _step(common.onnx)),
+        ensemble_parameters=(),
+        labels=None,
+    )
+
+
+def _plan_classification(common: _Common) -> ModelPlan:
+    """tokenizer -> graph (softmax inside): SCORES -> postprocess: LABEL (a string)."""
+    model = common.model
+    labels = _labels(model, common.hf_config, common.spec.where(model, "labels"))
+    (scores,) = common.onnx.outputs
+    label_json = json.dumps(list(labels), ensure_ascii=False)
+    post = MemberPlan(
+        name=f"{model.name}_postprocess",
+        backend="python",
+        max_batch_size=model.max_batch_size,
+        inputs=(scores,),
+        outputs=(TensorSpec("LABEL", "TYPE_STRING", (1,)),),
+        instance_count=1,
+        instance_kind="KIND_CPU",
+        dynamic_batching=None,
+        parameters=(("labels", label_json), ("task", model.task)),
+    )
+    return ModelPlan(
+        spec=model,
+        tokenizer=common.tokenizer,
+        onnx=common.onnx,
+        postprocess=post,
+        head=common.head,
+        ensemble_inputs=(TEXT,),
+        ensemble_outputs=(post.outputs[0], scores),
+        steps=(_step(common.tokenizer), _step(common.onnx), _step(post)),
+        ensemble_parameters=(("labels", label_json),),
+        labels=labels,
+    )
+
+
+# One planner per task: its members after the tokenizer and the graph, and its ensemble.
+PLANNERS: dict[str, Callable[[_Common], ModelPlan]] = {
+    "text-embedding": _plan_embedding,
+    "text-classification": _plan_classification,
+}
+
+
+def member_suffixes(task: str) -> tuple[str, ...]:
+    """The suffixes of the member models ``task``'s ensemble has (``builder.spec`` reserves
+    every suffix for every entry)."""
+    return ("_tokenizer", "_onnx") if task == "text-embedding" else MEMBER_SUFFIXES
+
+
 def plan_model(
     spec: Spec,
     model: ModelSpec,
@@ -165,18 +247,19 @@ def plan_model(
             model.pooling, model.normalize, model.max_sequence_length, None, 0
         )
     max_length = settings.max_sequence_length.value if settings else model.max_sequence_length
-    raw_output = TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config))
-
+    output = TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config))
+    tokenizer_settings = model.tokenizer
     tok = MemberPlan(
         name=f"{model.name}_tokenizer",
         backend="python",
         max_batch_size=batch,
         inputs=(TEXT,),
         outputs=token_tensors,
-        instance_count=1,
+        instance_count=tokenizer_settings.instances,
         instance_kind="KIND_CPU",
-        dynamic_batching=None,
+        dynamic_batching=DynamicBatching(max_queue_delay_us=tokenizer_settings.max_queue_delay_us),
         parameters=(
+            ("bucket", str(min(tokenizer_settings.bucket, max_length))),
             (
                 "encoding_fields",
                 json.dumps([[i.name, i.encoding_field] for i in architecture.inputs]),
@@ -184,7 +267,6 @@ def plan_model(
             ("max_sequence_length", str(max_length)),
             ("max_text_bytes", str(model.max_text_bytes or max_length * TEXT_BYTES_PER_TOKEN)),
             ("pad_id", str(tokenizer.pad_id)),
-            ("pad_token", tokenizer.pad_token),
             ("tokenizer_file", "tokenizer.json"),
         ),
     )
@@ -193,58 +275,15 @@ def plan_model(
         backend="onnxruntime",
         max_batch_size=batch,
         inputs=token_tensors,
-        outputs=(raw_output,),
+        outputs=(output,),
         instance_count=model.instances,
         instance_kind=kind,
         dynamic_batching=model.dynamic_batching,
         default_model_filename="model.onnx",
         parameters=onnx_threads(model, spec.defaults.cores),
     )
-    labels: tuple[str, ...] | None = None
-    if settings is not None:  # text-embedding
-        mask = next(t for t in token_tensors if t.name == architecture.mask_name)
-        post_inputs: tuple[TensorSpec, ...] = (raw_output, mask)
-        outputs: tuple[TensorSpec, ...] = (
-            TensorSpec("EMBEDDING", "TYPE_FP32", (raw_output.dims[-1],)),
-        )
-        post_params: tuple[tuple[str, str], ...] = (
-            ("normalize", "true" if settings.normalize.value else "false"),
-            ("pooling", settings.pooling.value),
-            ("task", model.task),
-        )
-        ensemble_params: tuple[tuple[str, str], ...] = ()
-    else:
-        labels = _labels(model, hf_config, spec.where(model, "labels"))
-        post_inputs = (raw_output,)
-        outputs = (
-            TensorSpec("LABEL", "TYPE_STRING", (1,)),
-            TensorSpec("SCORES", "TYPE_FP32", (len(labels),)),
-        )
-        label_json = json.dumps(list(labels), ensure_ascii=False)
-        post_params = (("labels", label_json), ("task", model.task))
-        ensemble_params = (("labels", label_json),)
-    post = MemberPlan(
-        name=f"{model.name}_postprocess",
-        backend="python",
-        max_batch_size=batch,
-        inputs=post_inputs,
-        outputs=outputs,
-        instance_count=1,
-        instance_kind="KIND_CPU",
-        dynamic_batching=None,
-        parameters=post_params,
-    )
-    plan = ModelPlan(
-        spec=model,
-        tokenizer=tok,
-        onnx=onnx,
-        postprocess=post,
-        ensemble_inputs=(TEXT,),
-        ensemble_outputs=outputs,
-        steps=(_step(tok), _step(onnx), _step(post)),
-        ensemble_parameters=ensemble_params,
-        labels=labels,
-    )
+    common = _Common(spec, model, hf_config, tok, onnx, head_for(task, settings))
+    plan = PLANNERS[model.task](common)
     check_ensemble(plan)
     return plan
 

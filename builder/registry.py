@@ -88,18 +88,19 @@ class Architecture:
 
 @dataclass(frozen=True)
 class TaskExport:
-    """What one task exports from the HF model."""
+    """What one task exports from the HF model: which class to load, which of its outputs the
+    graph's head reads (``builder.heads``), and the graph's final output."""
 
     task: str
     auto_class: str  # attribute name in ``transformers``
-    output_name: str
-    token_level: bool  # output has a sequence axis (compare only unpadded positions)
+    raw_output: str  # the HF output the head reads: "last_hidden_state" | "logits"
+    output_name: str  # the exported graph's one output, as served
     rtol: float = 1e-4  # parity's default relative tolerance (export.rtol overrides it)
 
     def output_dims(self, hf_config: HFConfig) -> tuple[int, ...]:
-        """Dims of the output per batch item, -1 for the sequence axis."""
-        if self.token_level:
-            return (-1, hf_config.hidden_size)
+        """Dims of the graph's output per batch item."""
+        if self.raw_output == "last_hidden_state":
+            return (hf_config.hidden_size,)
         return (hf_config.num_labels,)
 
 
@@ -149,13 +150,7 @@ REGISTRY = ExportRegistry(
         Architecture("modernbert", _IDS_AND_MASK),
     ],
     tasks=[
-        TaskExport("text-embedding", "AutoModel", "last_hidden_state", token_level=True),
-        TaskExport(
-            "text-classification",
-            "AutoModelForSequenceClassification",
-            "logits",
-            token_level=False,
-            rtol=1e-3,  # logits can reach tens; float32 rounding grows with them
-        ),
+        TaskExport("text-embedding", "AutoModel", "last_hidden_state", "EMBEDDING"),
+        TaskExport("text-classification", "AutoModelForSequenceClassification", "logits", "SCORES"),
     ],
 )

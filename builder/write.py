@@ -61,7 +61,10 @@ def write_text(path: Path, text: str) -> None:
 def write_configs_and_code(plan: ModelPlan, configs: dict[str, str], root: Path) -> None:
     for name, text in configs.items():
         write_text(root / name / "config.pbtxt", text)
-    for kind, member in (("tokenizer", plan.tokenizer), ("postprocess", plan.postprocess)):
+    python_members = [("tokenizer", plan.tokenizer)]
+    if plan.postprocess is not None:
+        python_members.append(("postprocess", plan.postprocess))
+    for kind, member in python_members:
         for rel in _CODE[kind]:
             target = root / member.name / "1" / Path(rel).name
             write_text(target, (BACKENDS_DIR / rel).read_text(encoding="utf-8"))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from builder.errors import EnsembleError, ExportError, SourceError, SpecError
+from builder.heads import GraphHead
 from builder.model_files import HFConfig, hf_config_from
 from builder.plan import (
     EnsembleStep,
@@ -58,15 +59,17 @@ def classifier(extra: str = "") -> str:
 
 def test_embedding_plan_bert() -> None:
     plan = plan_for(MINILM, BERT_384)
-    hidden = TensorSpec("last_hidden_state", "TYPE_FP32", (-1, 384))
     embedding = TensorSpec("EMBEDDING", "TYPE_FP32", (384,))
 
     tok = plan.tokenizer
     assert (tok.name, tok.backend, tok.max_batch_size) == ("minilm_tokenizer", "python", 32)
     assert tok.inputs == (TEXT,)
     assert tok.outputs == (IDS, MASK, TYPES)
-    assert (tok.instance_count, tok.instance_kind, tok.dynamic_batching) == (1, "KIND_CPU", None)
+    assert (tok.instance_count, tok.instance_kind) == (1, "KIND_CPU")
+    # the tokenizer batches too, so a batch's texts leave it padded to one length
+    assert tok.dynamic_batching == DynamicBatching(max_queue_delay_us=0)
     assert tok.parameters == (
+        ("bucket", "16"),
         (
             "encoding_fields",
             '[["input_ids", "ids"], ["attention_mask", "attention_mask"], '
@@ -75,7 +78,6 @@ def test_embedding_plan_bert() -> None:
         ("max_sequence_length", "256"),
         ("max_text_bytes", "262144"),
         ("pad_id", "0"),
-        ("pad_token", "[PAD]"),
         ("tokenizer_file", "tokenizer.json"),
     )
     assert tok.default_model_filename is None
@@ -83,7 +85,8 @@ def test_embedding_plan_bert() -> None:
     onnx = plan.onnx
     assert (onnx.name, onnx.backend, onnx.max_batch_size) == ("minilm_onnx", "onnxruntime", 32)
     assert onnx.inputs == (IDS, MASK, TYPES)
-    assert onnx.outputs == (hidden,)
+    # pooling and normalisation are in the graph: no Python step after it
+    assert onnx.outputs == (embedding,)
     assert (onnx.instance_count, onnx.instance_kind) == (2, "KIND_CPU")
     assert onnx.dynamic_batching == DynamicBatching(
         max_queue_delay_us=1000, preferred_batch_sizes=(8, 16)
@@ -91,19 +94,10 @@ def test_embedding_plan_bert() -> None:
     assert onnx.default_model_filename == "model.onnx"
     # two instances on a machine of unknown size: one ONNX Runtime thread each
     assert onnx.parameters == (("inter_op_thread_count", "1"), ("intra_op_thread_count", "1"))
+    assert plan.head == GraphHead("pool", "mean", normalize=True)
 
-    post = plan.postprocess
-    assert (post.name, post.backend, post.max_batch_size) == ("minilm_postprocess", "python", 32)
-    assert post.inputs == (hidden, MASK)
-    assert post.outputs == (embedding,)
-    assert (post.instance_count, post.instance_kind, post.dynamic_batching) == (1, "KIND_CPU", None)
-    assert post.parameters == (
-        ("normalize", "true"),
-        ("pooling", "mean"),
-        ("task", "text-embedding"),
-    )
-
-    assert plan.members == (tok, onnx, post)
+    assert plan.postprocess is None
+    assert plan.members == (tok, onnx)
     assert plan.ensemble_inputs == (TEXT,)
     assert plan.ensemble_outputs == (embedding,)
     assert plan.ensemble_parameters == ()
@@ -117,11 +111,6 @@ def test_embedding_plan_bert() -> None:
         EnsembleStep(
             "minilm_onnx",
             tuple((n, n) for n in ("input_ids", "attention_mask", "token_type_ids")),
-            (("last_hidden_state", "last_hidden_state"),),
-        ),
-        EnsembleStep(
-            "minilm_postprocess",
-            (("last_hidden_state", "last_hidden_state"), ("attention_mask", "attention_mask")),
             (("EMBEDDING", "EMBEDDING"),),
         ),
     )
@@ -140,44 +129,49 @@ def test_no_token_type_ids_for_roberta_and_distilbert(
     plan = plan_for("{name: e, task: text-embedding, source: ./m}", hf_config)
     assert plan.tokenizer.outputs == (IDS, MASK)
     assert plan.onnx.inputs == (IDS, MASK)
-    assert plan.onnx.outputs == (TensorSpec("last_hidden_state", "TYPE_FP32", (-1, hidden)),)
-    assert plan.postprocess.outputs == (TensorSpec("EMBEDDING", "TYPE_FP32", (hidden,)),)
+    assert plan.onnx.outputs == (TensorSpec("EMBEDDING", "TYPE_FP32", (hidden,)),)
 
 
 def test_embedding_cls_without_normalize() -> None:
     plan = plan_for(
         "{name: e, task: text-embedding, source: ./m, pooling: cls, normalize: false}", BERT_384
     )
-    assert plan.postprocess.parameters == (
-        ("normalize", "false"),
-        ("pooling", "cls"),
-        ("task", "text-embedding"),
-    )
+    assert plan.head == GraphHead("pool", "cls", normalize=False)
 
 
 def test_embedding_defaults_mean_and_normalize() -> None:
     plan = plan_for("{name: e, task: text-embedding, source: ./m}", BERT_384)
-    assert dict(plan.postprocess.parameters) == {
-        "normalize": "true",
-        "pooling": "mean",
-        "task": "text-embedding",
-    }
+    assert plan.head == GraphHead("pool", "mean", normalize=True)
     assert plan.onnx.dynamic_batching == DynamicBatching()
     assert (plan.onnx.instance_count, plan.onnx.instance_kind) == (1, "KIND_CPU")
 
 
 def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
-    spec = make_spec("{name: e, task: text-embedding, source: ./m, max_sequence_length: 128}")
+    spec = make_spec(
+        "{name: e, task: text-embedding, source: ./m, max_sequence_length: 128, "
+        "tokenizer: {instances: 2, max_queue_delay_us: 300, bucket: 32}}"
+    )
     info = TokenizerInfo(pad_token="<pad>", pad_id=1)
     plan = plan_model(spec, spec.models[0], hf({"model_type": "roberta", "hidden_size": 8}), info)
     assert dict(plan.tokenizer.parameters) == {
+        "bucket": "32",
         "encoding_fields": '[["input_ids", "ids"], ["attention_mask", "attention_mask"]]',
         "max_sequence_length": "128",
         "max_text_bytes": "131072",
         "pad_id": "1",
-        "pad_token": "<pad>",
         "tokenizer_file": "tokenizer.json",
     }
+    assert plan.tokenizer.instance_count == 2
+    assert plan.tokenizer.dynamic_batching == DynamicBatching(max_queue_delay_us=300)
+
+
+def test_bucket_is_capped_at_the_sequence_length() -> None:
+    plan = plan_for(
+        "{name: e, task: text-embedding, source: ./m, max_sequence_length: 20, "
+        "tokenizer: {bucket: 64}}",
+        BERT_384,
+    )
+    assert dict(plan.tokenizer.parameters)["bucket"] == "20"
 
 
 def test_classification_plan() -> None:
@@ -185,26 +179,31 @@ def test_classification_plan() -> None:
         classifier(", labels: [negative, positive], max_batch_size: 8, dynamic_batching: null"),
         {"model_type": "bert", "hidden_size": 32, "num_labels": 2},
     )
-    logits = TensorSpec("logits", "TYPE_FP32", (2,))
-    outputs = (TensorSpec("LABEL", "TYPE_STRING", (1,)), TensorSpec("SCORES", "TYPE_FP32", (2,)))
+    scores = TensorSpec("SCORES", "TYPE_FP32", (2,))
+    label = TensorSpec("LABEL", "TYPE_STRING", (1,))
     label_json = '["negative", "positive"]'
 
     assert plan.labels == ("negative", "positive")
-    assert plan.onnx.outputs == (logits,)
+    # softmax is in the graph; only the label (a string) is made in Python
+    assert plan.head == GraphHead("softmax")
+    assert plan.onnx.outputs == (scores,)
     assert plan.onnx.dynamic_batching is None
-    assert plan.postprocess.inputs == (logits,)
-    assert plan.postprocess.outputs == outputs
+    assert plan.postprocess is not None
+    assert plan.postprocess.inputs == (scores,)
+    assert plan.postprocess.outputs == (label,)
     assert plan.postprocess.parameters == (("labels", label_json), ("task", "text-classification"))
-    assert plan.ensemble_outputs == outputs
+    assert plan.ensemble_outputs == (label, scores)
     assert plan.ensemble_parameters == (("labels", label_json),)
     assert [m.max_batch_size for m in plan.members] == [8, 8, 8]
+    assert plan.steps[1].output_map == (("SCORES", "SCORES"),)
     assert plan.steps[2] == EnsembleStep(
-        "clf_postprocess", (("logits", "logits"),), (("LABEL", "LABEL"), ("SCORES", "SCORES"))
+        "clf_postprocess", (("SCORES", "SCORES"),), (("LABEL", "LABEL"),)
     )
 
 
 def test_labels_json_keeps_unicode() -> None:
     plan = plan_for(classifier(', labels: ["très bien", "日本"]'), {"model_type": "bert"})
+    assert plan.postprocess is not None
     assert dict(plan.postprocess.parameters)["labels"] == '["très bien", "日本"]'
 
 
@@ -212,7 +211,7 @@ def test_labels_from_id2label_in_numeric_order() -> None:
     id2label = {str(i): f"L{i}" for i in (10, 2, 0, 9, 1, 3, 4, 5, 6, 7, 8)}
     plan = plan_for(classifier(), {"model_type": "bert", "id2label": id2label})
     assert plan.labels == tuple(f"L{i}" for i in range(11))
-    assert plan.postprocess.outputs[1] == TensorSpec("SCORES", "TYPE_FP32", (11,))
+    assert plan.onnx.outputs == (TensorSpec("SCORES", "TYPE_FP32", (11,)),)
     assert json.loads(dict(plan.ensemble_parameters)["labels"]) == [f"L{i}" for i in range(11)]
 
 
@@ -277,7 +276,8 @@ def test_unsupported_architecture() -> None:
 
 @pytest.fixture
 def plan() -> ModelPlan:
-    return plan_for("{name: m, task: text-embedding, source: ./m}", BERT_384)
+    """A three-step plan: tokenizer -> graph -> postprocess."""
+    return plan_for("{name: m, task: text-classification, source: ./m}", BERT_384)
 
 
 def ensemble_error(plan: ModelPlan) -> str:
@@ -291,20 +291,21 @@ def test_valid_plan_passes(plan: ModelPlan) -> None:
 
 
 def test_dtype_mismatch_names_both_ends(plan: ModelPlan) -> None:
-    hidden16 = TensorSpec("last_hidden_state", "TYPE_FP16", (-1, 384))
-    post = replace(plan.postprocess, inputs=(hidden16, MASK))
+    assert plan.postprocess is not None
+    scores16 = TensorSpec("SCORES", "TYPE_FP16", (2,))
+    post = replace(plan.postprocess, inputs=(scores16,))
     assert ensemble_error(replace(plan, postprocess=post)) == (
-        "ensemble 'm': 'm_onnx' output last_hidden_state TYPE_FP32 [-1, 384] does not match "
-        "'m_postprocess' input last_hidden_state TYPE_FP16 [-1, 384]"
+        "ensemble 'm': 'm_onnx' output SCORES TYPE_FP32 [2] does not match "
+        "'m_postprocess' input SCORES TYPE_FP16 [2]"
     )
 
 
 def test_dims_mismatch_names_both_ends(plan: ModelPlan) -> None:
-    hidden768 = TensorSpec("last_hidden_state", "TYPE_FP32", (-1, 768))
-    onnx = replace(plan.onnx, outputs=(hidden768,))
+    scores3 = TensorSpec("SCORES", "TYPE_FP32", (3,))
+    onnx = replace(plan.onnx, outputs=(scores3,))
     assert ensemble_error(replace(plan, onnx=onnx)) == (
-        "ensemble 'm': 'm_onnx' output last_hidden_state TYPE_FP32 [-1, 768] does not match "
-        "'m_postprocess' input last_hidden_state TYPE_FP32 [-1, 384]"
+        "ensemble 'm': 'm_onnx' output SCORES TYPE_FP32 [3] does not match "
+        "'m_postprocess' input SCORES TYPE_FP32 [2]"
     )
 
 
@@ -317,10 +318,10 @@ def test_ensemble_input_mismatch_names_the_ensemble(plan: ModelPlan) -> None:
 
 
 def test_ensemble_output_mismatch(plan: ModelPlan) -> None:
-    wrong = TensorSpec("EMBEDDING", "TYPE_FP32", (768,))
+    wrong = TensorSpec("LABEL", "TYPE_STRING", (2,))
     assert ensemble_error(replace(plan, ensemble_outputs=(wrong,))) == (
-        "ensemble 'm': 'm_postprocess' output EMBEDDING TYPE_FP32 [384] does not match "
-        "ensemble output EMBEDDING TYPE_FP32 [768]"
+        "ensemble 'm': 'm_postprocess' output LABEL TYPE_STRING [1] does not match "
+        "ensemble output LABEL TYPE_STRING [2]"
     )
 
 
@@ -341,11 +342,9 @@ def test_missing_producer_when_steps_are_out_of_order(plan: ModelPlan) -> None:
 
 def test_missing_producer_for_a_renamed_tensor(plan: ModelPlan) -> None:
     tok, onnx, post = plan.steps
-    post = replace(
-        post, input_map=(("last_hidden_state", "hidden"), ("attention_mask", "attention_mask"))
-    )
+    post = replace(post, input_map=(("SCORES", "probabilities"),))
     assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
-        "ensemble 'm': 'm_postprocess' input 'last_hidden_state' reads 'hidden', "
+        "ensemble 'm': 'm_postprocess' input 'SCORES' reads 'probabilities', "
         "which no earlier step produces"
     )
 
@@ -360,7 +359,7 @@ def test_unknown_member_input(plan: ModelPlan) -> None:
 
 def test_unknown_member_output(plan: ModelPlan) -> None:
     tok, onnx, post = plan.steps
-    onnx = replace(onnx, output_map=(("pooler_output", "last_hidden_state"),))
+    onnx = replace(onnx, output_map=(("pooler_output", "SCORES"),))
     assert ensemble_error(replace(plan, steps=(tok, onnx, post))) == (
         "ensemble 'm': 'm_onnx' has no output 'pooler_output'"
     )

@@ -54,17 +54,17 @@ def test_supported_lists_are_sorted() -> None:
 
 def test_tasks() -> None:
     embedding = REGISTRY.task("text-embedding")
-    assert (embedding.auto_class, embedding.output_name, embedding.token_level) == (
+    assert (embedding.auto_class, embedding.raw_output, embedding.output_name) == (
         "AutoModel",
         "last_hidden_state",
-        True,
+        "EMBEDDING",
     )
     classification = REGISTRY.task("text-classification")
-    assert (classification.auto_class, classification.output_name, classification.token_level) == (
-        "AutoModelForSequenceClassification",
-        "logits",
-        False,
-    )
+    assert (
+        classification.auto_class,
+        classification.raw_output,
+        classification.output_name,
+    ) == ("AutoModelForSequenceClassification", "logits", "SCORES")
 
 
 def test_unknown_architecture_lists_the_supported_ones() -> None:
@@ -88,10 +88,10 @@ def test_unknown_task_lists_the_supported_ones() -> None:
 @pytest.mark.parametrize(
     ("config", "dims"),
     [
-        ({"hidden_size": 384}, (-1, 384)),
-        ({"dim": 768}, (-1, 768)),  # DistilBERT's name for it
-        ({"hidden_size": 32, "dim": 64}, (-1, 32)),  # hidden_size wins
-        ({"d_model": 48}, (-1, 48)),
+        ({"hidden_size": 384}, (384,)),
+        ({"dim": 768}, (768,)),  # DistilBERT's name for it
+        ({"hidden_size": 32, "dim": 64}, (32,)),  # hidden_size wins
+        ({"d_model": 48}, (48,)),
     ],
 )
 def test_embedding_output_dims(config: dict[str, Any], dims: tuple[int, ...]) -> None:
@@ -146,7 +146,7 @@ def test_every_input_has_a_role_and_a_tokenizer_field() -> None:
 
 def test_default_relative_tolerances() -> None:
     assert REGISTRY.task("text-embedding").rtol == 1e-4
-    assert REGISTRY.task("text-classification").rtol == 1e-3
+    assert REGISTRY.task("text-classification").rtol == 1e-4  # probabilities now: softmax is in the graph
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,7 @@ HF_CONFIGS = {
     },
 }
 MEMBERS = {
-    "minilm": ["minilm", "minilm_onnx", "minilm_postprocess", "minilm_tokenizer"],
+    "minilm": ["minilm", "minilm_onnx", "minilm_tokenizer"],
     "sentiment": ["sentiment", "sentiment_onnx", "sentiment_postprocess", "sentiment_tokenizer"],
 }
 
@@ -199,7 +199,6 @@ def test_golden_configs_mean_what_triton_reads() -> None:
     assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
         "minilm_tokenizer",
         "minilm_onnx",
-        "minilm_postprocess",
     ]
     assert all(s.model_version == -1 for s in ensemble.ensemble_scheduling.step)
     onnx = configs["minilm_onnx"]
@@ -210,8 +209,11 @@ def test_golden_configs_mean_what_triton_reads() -> None:
     assert [(g.count, g.kind) for g in onnx.instance_group] == [
         (2, model_config_pb2.ModelInstanceGroup.KIND_CPU)
     ]
-    assert list(onnx.output[0].dims) == [-1, 384]
-    assert configs["minilm_tokenizer"].HasField("dynamic_batching") is False
+    assert (onnx.output[0].name, list(onnx.output[0].dims)) == ("EMBEDDING", [384])
+    tokenizer = configs["minilm_tokenizer"]
+    assert tokenizer.HasField("dynamic_batching")
+    assert tokenizer.dynamic_batching.max_queue_delay_microseconds == 0
+    assert tokenizer.parameters["bucket"].string_value == "16"
 
     sentiment_onnx = configs["sentiment_onnx"]
     assert [(g.count, g.kind) for g in sentiment_onnx.instance_group] == [

@@ -141,7 +141,7 @@ def test_decode_texts_refuses_a_text_over_the_byte_limit() -> None:
 
 def test_cut_texts_keeps_short_texts_and_cuts_long_ones(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, 4, 0, "[PAD]")
+    text_ops.configure_tokenizer(tokenizer, 4)
     limit = 4 * text_ops.CHARS_PER_TOKEN
     words = "good " * 200  # 1,000 characters of 200 words: the first 512 are plenty
     texts = ["a b", "x" * limit, words]
@@ -154,7 +154,7 @@ def test_cut_texts_keeps_short_texts_and_cuts_long_ones(vocab_file: Path) -> Non
 def test_cutting_before_tokenizing_changes_no_token(vocab_file: Path, max_length: int) -> None:
     """The first max_length tokens of a long text are the same with and without the cut."""
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, max_length, 0, "[PAD]")
+    text_ops.configure_tokenizer(tokenizer, max_length)
     long_word = "good" * 40  # one word of 160 characters: a single [UNK] token
     texts = [
         " ".join(["the movie was very good and the service was fast"] * 400),
@@ -162,8 +162,8 @@ def test_cutting_before_tokenizing_changes_no_token(vocab_file: Path, max_length
         "hello " * 20000,
     ]
     fields = [("input_ids", "ids"), ("attention_mask", "attention_mask")]
-    whole = text_ops.tokenize(tokenizer, texts, fields)
-    cut = text_ops.tokenize(tokenizer, text_ops.cut_texts(tokenizer, texts, max_length), fields)
+    whole = text_ops.tokenize(tokenizer, texts, fields, 0)
+    cut = text_ops.tokenize(tokenizer, text_ops.cut_texts(tokenizer, texts, max_length), fields, 0)
     for name, _ in fields:
         assert cut[name].tolist() == whole[name].tolist()
 
@@ -199,13 +199,14 @@ def ids_of(vocab_file: Path, *tokens: str) -> list[int]:
 
 def test_tokenize_refuses_an_unknown_field(vocab_file: Path) -> None:
     with pytest.raises(ValueError, match=r"^input_ids: unknown tokenizer field 'input_ids'$"):
-        text_ops.tokenize(wordpiece(vocab_file), ["ok"], [("input_ids", "input_ids")])
+        text_ops.tokenize(wordpiece(vocab_file), ["ok"], [("input_ids", "input_ids")], 0)
 
 
 def test_tokenize_pads_to_the_longest_with_the_pad_id(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, max_length=16, pad_id=4, pad_token="[MASK]")
-    out = text_ops.tokenize(tokenizer, ["hello world", "the movie is good"], NAMES)
+    text_ops.configure_tokenizer(tokenizer, max_length=16)
+    pad_id = ids_of(vocab_file, "[MASK]")[0]
+    out = text_ops.tokenize(tokenizer, ["hello world", "the movie is good"], NAMES, pad_id)
 
     assert list(out) == [name for name, _ in NAMES]
     assert all(a.dtype == np.int64 and a.shape == (2, 6) for a in out.values())
@@ -223,8 +224,8 @@ def test_tokenize_pads_to_the_longest_with_the_pad_id(vocab_file: Path) -> None:
 
 def test_tokenize_truncates_to_max_length_keeping_sep(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, max_length=5, pad_id=0, pad_token="[PAD]")
-    out = text_ops.tokenize(tokenizer, ["one two three one two three", "yes"], NAMES)
+    text_ops.configure_tokenizer(tokenizer, max_length=5)
+    out = text_ops.tokenize(tokenizer, ["one two three one two three", "yes"], NAMES, 0)
     cls, sep, one, two, three, yes = ids_of(
         vocab_file, "[CLS]", "[SEP]", "one", "two", "three", "yes"
     )
@@ -234,9 +235,9 @@ def test_tokenize_truncates_to_max_length_keeping_sep(vocab_file: Path) -> None:
 
 def test_tokenize_returns_only_the_names_asked_for(vocab_file: Path) -> None:
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, max_length=8, pad_id=0, pad_token="[PAD]")
+    text_ops.configure_tokenizer(tokenizer, max_length=8)
     out = text_ops.tokenize(
-        tokenizer, ["ok"], [("input_ids", "ids"), ("attention_mask", "attention_mask")]
+        tokenizer, ["ok"], [("input_ids", "ids"), ("attention_mask", "attention_mask")], 0
     )
     assert list(out) == ["input_ids", "attention_mask"]
 
@@ -259,8 +260,8 @@ def test_tokenize_equals_bert_tokenizer_fast(vocab_file: Path, max_length: int) 
     expected = reference(TEXTS, padding=True, truncation=True, max_length=max_length)
 
     tokenizer = wordpiece(vocab_file)
-    text_ops.configure_tokenizer(tokenizer, max_length, reference.pad_token_id, "[PAD]")
-    out = text_ops.tokenize(tokenizer, TEXTS, NAMES)
+    text_ops.configure_tokenizer(tokenizer, max_length)
+    out = text_ops.tokenize(tokenizer, TEXTS, NAMES, reference.pad_token_id)
 
     for name, _ in NAMES:
         assert out[name].tolist() == expected[name], name
@@ -273,10 +274,43 @@ def test_configure_tokenizer_on_a_saved_tokenizer_json(vocab_file: Path) -> None
     path = vocab_file.parent / "built.json"
     wordpiece(vocab_file).save(str(path))
     tokenizer = Tokenizer.from_file(str(path))
-    text_ops.configure_tokenizer(tokenizer, max_length=4, pad_id=0, pad_token="[PAD]")
-    out = text_ops.tokenize(tokenizer, ["good", "very very good"], [("input_ids", "ids")])
+    text_ops.configure_tokenizer(tokenizer, max_length=4)
+    out = text_ops.tokenize(tokenizer, ["good", "very very good"], [("input_ids", "ids")], 0)
     cls, sep, good, very = ids_of(vocab_file, "[CLS]", "[SEP]", "good", "very")
     assert out["input_ids"].tolist() == [[cls, good, sep, 0], [cls, very, very, sep]]
+
+
+@pytest.mark.parametrize(
+    ("longest", "bucket", "max_length", "width"),
+    [
+        (5, 1, 256, 5),  # bucket 1: the longest text only
+        (5, 16, 256, 16),
+        (16, 16, 256, 16),
+        (17, 16, 256, 32),
+        (250, 16, 256, 256),
+        (250, 16, 252, 252),  # never past max_sequence_length
+        (20, 64, 20, 20),
+    ],
+)
+def test_padded_length_rounds_up_to_the_bucket(
+    longest: int, bucket: int, max_length: int, width: int
+) -> None:
+    assert text_ops.padded_length(longest, bucket, max_length) == width
+
+
+def test_tokenize_pads_a_batch_to_its_bucket(vocab_file: Path) -> None:
+    """Padding to a bucket adds masked positions only: the tokens and mask of each text are
+    those of padding to the longest, followed by more padding."""
+    tokenizer = wordpiece(vocab_file)
+    text_ops.configure_tokenizer(tokenizer, max_length=64)
+    plain = text_ops.tokenize(tokenizer, TEXTS, NAMES, 0)
+    bucketed = text_ops.tokenize(tokenizer, TEXTS, NAMES, 0, bucket=12, max_length=64)
+    width = plain["input_ids"].shape[1]
+    assert width % 12 != 0
+    assert bucketed["input_ids"].shape == (len(TEXTS), -(-width // 12) * 12)
+    for name, _ in NAMES:
+        assert bucketed[name][:, :width].tolist() == plain[name].tolist()
+        assert not bucketed[name][:, width:].any()
 
 
 def test_write_tokenizer_saves_the_whole_vocabulary(vocab_file: Path) -> None:
