@@ -21,7 +21,7 @@ from builder.heads import GraphHead
 from builder.plan import TokenizerInfo
 from builder.registry import Architecture, TaskExport
 
-__all__ = ["OnnxArtifact", "export_onnx", "export_tokenizer", "load_model"]
+__all__ = ["OnnxArtifact", "export_onnx", "export_tokenizer", "load_model", "optimize_onnx"]
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -82,7 +82,7 @@ def _wrapper(model: Any, architecture: Architecture, task: TaskExport, head: Gra
             }
             # transformers 5 changed positional order: always call with keywords
             out = self.inner(**{n: given[n] for n in names})
-            return head.forward(getattr(out, task.raw_output), given[mask_name])
+            return head.forward(getattr(out, task.raw_output), given[mask_name])  # type: ignore[no-any-return]
 
     return Wrapped().eval()
 
@@ -158,6 +158,30 @@ def export_onnx(
         )
     files = tuple(sorted(p.name for p in out_dir.iterdir() if p.name.startswith(ONNX_FILE)))
     return OnnxArtifact(out_dir, files, got_inputs, task.output_name, opset)
+
+
+def optimize_onnx(artifact: OnnxArtifact, out_dir: Path) -> tuple[OnnxArtifact, dict[str, int]]:
+    """ONNX Runtime's transformer fusions (attention, skip layer norm, GELU: the rule set
+    onnxscript keeps for graphs from the dynamo exporter) applied to ``artifact``, written to
+    ``out_dir``; returns the new artifact and how many times each fusion applied. The caller
+    judges it with parity before it replaces the plain graph."""
+    import onnx_ir as ir
+    from onnxscript.rewriter.ort_fusions import optimize_for_ort
+
+    try:
+        model = ir.load(str(artifact.path))
+        fused, counts = optimize_for_ort(model)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ir.save(fused, str(out_dir / ONNX_FILE), external_data=ONNX_FILE + ".data")
+    except Exception as exc:  # onnxscript's rewriter raises many internal types
+        _reraise_interruption(exc)
+        raise ExportError(f"graph optimisation failed: {type(exc).__name__}: {exc}") from None
+    files = tuple(sorted(p.name for p in out_dir.iterdir() if p.name.startswith(ONNX_FILE)))
+    applied = {name: int(count) for name, count in sorted(counts.items()) if count}
+    optimized = OnnxArtifact(
+        out_dir, files, artifact.input_names, artifact.output_name, artifact.opset
+    )
+    return optimized, applied
 
 
 def export_tokenizer(source_dir: Path, out_dir: Path) -> TokenizerInfo:

@@ -19,21 +19,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import __version__
 from builder.errors import located
+from builder.heads import GraphHead
 from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
 from builder.model_files import EmbeddingSettings, embedding_settings
 from builder.output import check_output_folder, remove_stale_staging, staging, swap
-from builder.heads import GraphHead
 from builder.plan import TokenizerInfo, member_suffixes, plan_model, plan_vllm
 from builder.render import render_model, render_vllm
 from builder.sources import ResolvedSource, file_sha256, resolve_source
@@ -46,6 +47,10 @@ from builder.write import (
     write_configs_and_code,
     write_text,
 )
+
+if TYPE_CHECKING:
+    from builder.export import OnnxArtifact
+    from builder.parity import ParityReport
 
 __all__ = [
     "BuildResult",
@@ -183,13 +188,15 @@ class _ModelBuilder:
         head: GraphHead,
         reuse: ModelRecord | None,
         root: Path,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The served graph's parity figures, and the optimisation outcome (None when the
+        spec does not ask for it)."""
         out_dir = root / f"{model.name}_onnx" / "1"
         if reuse is not None:
             for rel in reuse.artifacts:
                 if rel.startswith(f"{model.name}_onnx/"):
                     link(self.old_repo / rel, root / rel)
-            return dict(reuse.parity)
+            return dict(reuse.parity), (reuse.export or {}).get("optimize")
         from builder.export import export_onnx, load_model
         from builder.parity import SAMPLE_TEXTS, check_parity, parity_cases, text_case
 
@@ -211,12 +218,54 @@ class _ModelBuilder:
             tokenizer,
         )
         rtol = task.rtol if model.export.rtol is None else model.export.rtol
-        report = check_parity(
-            torch_model, artifact, architecture, task, head, cases, model.export.atol, rtol, texts
-        )
+
+        def parity(graph: OnnxArtifact) -> ParityReport:
+            return check_parity(
+                torch_model, graph, architecture, task, head, cases, model.export.atol, rtol, texts
+            )
+
+        report = parity(artifact)
         self.progress(f"  {model.name}: parity {report.verdict}: {report.describe()}")
         report.judge(self.spec.where(model, "export.atol"), model.export.allow_parity_failure)
-        return report.as_dict()
+        if not model.export.optimize:
+            return report.as_dict(), None
+        optimized, outcome = self._optimize(model, artifact, parity)
+        return (optimized or report).as_dict(), outcome
+
+    def _optimize(
+        self, model: ModelSpec, artifact: OnnxArtifact, parity: Callable[[OnnxArtifact], Any]
+    ) -> tuple[ParityReport | None, dict[str, Any]]:
+        """export.optimize: fuse, judge the fused graph by parity, and keep it only if it
+        passes (it then replaces the plain graph's files). Returns its parity report (None
+        when not kept) and the outcome for the manifest."""
+        from builder.errors import ExportError
+        from builder.export import optimize_onnx
+
+        self.progress(f"  {model.name}: optimising the graph (ONNX Runtime fusions)")
+        scratch = artifact.directory / "optimizing"
+        try:
+            try:
+                fused, fusions = optimize_onnx(artifact, scratch)
+            except ExportError as exc:
+                self.progress(f"  {model.name}: optimisation not kept: {exc}")
+                return None, {"applied": False, "reason": str(exc)}
+            report = parity(fused)
+            described = ", ".join(f"{name} x{count}" for name, count in fusions.items())
+            if not report.passed:
+                reason = f"the fused graph failed parity: {report.describe()}"
+                self.progress(f"  {model.name}: optimisation not kept: {reason}")
+                return None, {"applied": False, "reason": reason, "fusions": fusions}
+            for name in artifact.files:
+                (artifact.directory / name).unlink()
+            for name in fused.files:
+                (scratch / name).rename(artifact.directory / name)
+            self.progress(
+                f"  {model.name}: optimised ({described or 'no fusion applied'}); parity "
+                f"{report.verdict}: {report.describe()}"
+            )
+            return report, {"applied": True, "fusions": fusions}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def build_vllm(self, index: int, model: ModelSpec, root: Path) -> ModelRecord:
         """A vllm backend model: config.pbtxt and 1/model.json, nothing to export."""
@@ -279,7 +328,7 @@ class _ModelBuilder:
         )
         if not with_weights:
             return record
-        parity = self.onnx(model, source, tokenizer, plan.head, reuse, root)
+        parity, optimize = self.onnx(model, source, tokenizer, plan.head, reuse, root)
         seconds = time.monotonic() - started
         self.outcomes.append(ModelOutcome(model.name, reuse is None, seconds, parity))
         self.progress(f"  {model.name}: done in {seconds:.1f}s")
@@ -290,6 +339,7 @@ class _ModelBuilder:
                 "opset": model.export.opset,
                 "exporter": "dynamo",
                 "head": plan.head.as_manifest(),
+                **({"optimize": optimize} if optimize is not None else {}),
             },
             # reused files were hashed against the previous manifest by _reusable already
             artifacts=dict(reuse.artifacts) if reuse else artifact_hashes(model, root),

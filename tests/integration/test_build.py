@@ -90,7 +90,14 @@ def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
     parity = manifest["models"]["tiny"]["parity"]
     assert parity["passed"] is True
     assert parity["max_abs_diff"] <= 1e-4
-    assert parity["output"] == ("last_hidden_state" if task == "text-embedding" else "logits")
+    # the graph's final output (pooling / softmax inside), compared with PyTorch's raw output
+    # put through python_backends.text_ops
+    assert parity["output"] == ("EMBEDDING" if task == "text-embedding" else "SCORES")
+    head = manifest["models"]["tiny"]["export"]["head"]
+    if task == "text-embedding":
+        assert head == {"kind": "pool", "pooling": "mean", "normalize": True}
+    else:
+        assert head == {"kind": "softmax"}
     # parity ran on shapes unlike the export example (batch 2, length 8, unpadded)
     assert parity["cases"][0] == "batch 3, lengths [13, 7, 1]"
     assert parity["cases"][2] == "batch 1, lengths [64]"
@@ -114,8 +121,8 @@ def test_forced_parity_failure_names_model_output_and_diff_and_writes_nothing(
     assert build_repo_main([str(built)]) == 1
     err = capsys.readouterr().err
     assert "model 'tiny'" in err
-    assert "output 'logits'" in err
-    assert "beyond |onnx - torch| <= atol + rtol * |torch|: max |onnx - torch| on logits" in err
+    assert "output 'SCORES'" in err
+    assert "beyond |onnx - torch| <= atol + rtol * |torch|: max |onnx - torch| on SCORES" in err
     assert "(atol 1e-12, rtol 0)" in err
     assert snapshot(repo) == before
     assert sorted(p.name for p in built.parent.iterdir()) == ["models.yaml", "repo"]
@@ -296,3 +303,39 @@ def test_every_written_config_round_trips_through_model_config(built: Path) -> N
         )
         assert again == parsed
         assert parsed.name == path.parent.name
+
+
+@pytest.mark.parametrize("task", ["text-embedding", "text-classification"])
+def test_optimize_fuses_the_graph_checks_parity_and_records_it(tmp_path: Path, task: str) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    source = make_model(tmp_path / "src", "bert", task)
+    spec = tiny_spec(tmp_path, source, "    export: {optimize: true}\n", task=task)
+    messages: list[str] = []
+    result = build_repository(load_spec(spec), progress=messages.append)
+    record = json.loads((result.repository / "manifest.json").read_text())["models"]["tiny"]
+    optimize = record["export"]["optimize"]
+    assert optimize["applied"] is True
+    # the fusions ONNX Runtime runs as single kernels, counted per encoder layer (2 here)
+    assert optimize["fusions"]["attention"] == 2
+    assert optimize["fusions"]["skip_layer_normalization"] >= 2
+    assert record["parity"]["passed"] is True
+    assert any("optimised (" in m and "attention x2" in m for m in messages)
+    graph_dir = result.repository / "tiny_onnx" / "1"
+    assert sorted(p.name for p in graph_dir.iterdir()) == ["model.onnx", "model.onnx.data"]
+    ops = {n.op_type for n in onnx.load(str(graph_dir / "model.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops
+    # the served file is the fused one, and it runs under plain ONNX Runtime
+    session = ort.InferenceSession(str(graph_dir / "model.onnx"))
+    feeds = {i.name: np.ones((2, 5), dtype=np.int64) for i in session.get_inputs()}
+    (out,) = session.run(None, feeds)
+    assert out.shape[0] == 2 and np.isfinite(out).all()
+    # a spec without optimize records nothing about it, and re-exports (a new cache key)
+    plain = tiny_spec(tmp_path, source, task=task)
+    result = build_repository(load_spec(plain), progress=quiet)
+    record = json.loads((result.repository / "manifest.json").read_text())["models"]["tiny"]
+    assert "optimize" not in record["export"]
+    ops = {n.op_type for n in onnx.load(str(graph_dir / "model.onnx")).graph.node}
+    assert "Attention" not in ops

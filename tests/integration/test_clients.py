@@ -39,7 +39,6 @@ PROTOCOLS = ["http", "grpc"]
 ALL_MODELS = [
     "minilm",
     "minilm_onnx",
-    "minilm_postprocess",
     "minilm_tokenizer",
     "sentiment",
     "sentiment_onnx",

@@ -146,7 +146,7 @@ def test_every_input_has_a_role_and_a_tokenizer_field() -> None:
 
 def test_default_relative_tolerances() -> None:
     assert REGISTRY.task("text-embedding").rtol == 1e-4
-    assert REGISTRY.task("text-classification").rtol == 1e-4  # probabilities now: softmax is in the graph
+    assert REGISTRY.task("text-classification").rtol == 1e-4
 
 
 @pytest.mark.parametrize(

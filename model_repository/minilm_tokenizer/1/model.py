@@ -1,4 +1,10 @@
-"""Triton Python model: TEXT -> token tensors, with the HF tokenizer in this version folder."""
+"""Triton Python model: TEXT -> token tensors, with the HF tokenizer in this version folder.
+
+The dynamic batcher hands ``execute`` several requests at once: their texts are tokenized in
+one call and padded to one length (the longest, rounded up to the ``bucket`` parameter), so
+every response of the batch has the same shape and the model member's batcher can merge them.
+A request with bad input gets its own error; the others are answered.
+"""
 
 import json
 import os
@@ -20,34 +26,43 @@ class TritonPythonModel:
         self.tokenizer = Tokenizer.from_file(os.path.join(here, params["tokenizer_file"]))
         self.max_length = int(params["max_sequence_length"])
         self.max_bytes = int(params["max_text_bytes"])
-        text_ops.configure_tokenizer(
-            self.tokenizer,
-            max_length=self.max_length,
-            pad_id=int(params["pad_id"]),
-            pad_token=params["pad_token"],
-        )
+        self.pad_id = int(params["pad_id"])
+        self.bucket = int(params.get("bucket", "1"))
+        text_ops.configure_tokenizer(self.tokenizer, self.max_length)
         # [[output name, tokenizers Encoding field], ...], from the architecture's registry entry
         self.fields = [tuple(pair) for pair in json.loads(params["encoding_fields"])]
 
-    def _tokens(self, request):
+    def _texts(self, request):
         raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
         texts = text_ops.decode_texts(raw, self.max_bytes)
-        texts = text_ops.cut_texts(self.tokenizer, texts, self.max_length)
-        arrays = text_ops.tokenize(self.tokenizer, texts, self.fields)
-        return [pb_utils.Tensor(n, np.ascontiguousarray(a)) for n, a in arrays.items()]
+        return text_ops.cut_texts(self.tokenizer, texts, self.max_length)
 
     def execute(self, requests):
-        responses = []
-        for request in requests:
+        responses = [None] * len(requests)
+        batch, rows = [], []  # every good request's texts, and (request index, start, stop)
+        for index, request in enumerate(requests):
             try:
-                tensors = self._tokens(request)
+                texts = self._texts(request)
             except text_ops.BadInput as exc:  # the client's fault: HTTP 400, INVALID_ARGUMENT
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
                 continue
-            except Exception as exc:  # ours: INTERNAL; the other requests still get answers
+            rows.append((index, len(batch), len(batch) + len(texts)))
+            batch.extend(texts)
+        if rows:
+            try:
+                arrays = text_ops.tokenize(
+                    self.tokenizer, batch, self.fields, self.pad_id, self.bucket, self.max_length
+                )
+            except Exception as exc:  # ours: INTERNAL, for the requests of this batch
                 error = pb_utils.TritonError(f"tokenizer failed: {type(exc).__name__}: {exc}")
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=error))
-                continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+                for index, _, _ in rows:
+                    responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
+                return responses
+            for index, start, stop in rows:
+                tensors = [
+                    pb_utils.Tensor(name, np.ascontiguousarray(array[start:stop]))
+                    for name, array in arrays.items()
+                ]
+                responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
         return responses

@@ -72,23 +72,45 @@ def cut_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[str
     return out
 
 
-def configure_tokenizer(tokenizer: Any, max_length: int, pad_id: int, pad_token: str) -> None:
-    """Truncate to ``max_length`` and pad to the longest text of each call."""
+def configure_tokenizer(tokenizer: Any, max_length: int) -> None:
+    """Truncate to ``max_length``; no padding (``tokenize`` pads each batch itself)."""
     tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    tokenizer.no_padding()
+
+
+def padded_length(longest: int, bucket: int, max_length: int) -> int:
+    """``longest`` rounded up to a multiple of ``bucket``, but never past ``max_length``
+    (nor below ``longest``): batches of similar lengths then share one shape."""
+    rounded = -(-longest // bucket) * bucket if bucket > 1 else longest
+    return max(longest, min(rounded, max_length))
 
 
 def tokenize(
-    tokenizer: Any, texts: Sequence[str], fields: Sequence[tuple[str, str]]
+    tokenizer: Any,
+    texts: Sequence[str],
+    fields: Sequence[tuple[str, str]],
+    pad_id: int,
+    bucket: int = 1,
+    max_length: int | None = None,
 ) -> dict[str, IntArray]:
-    """Encode ``texts`` into int64 arrays [batch, sequence]: ``fields`` pairs each output
-    name with the ``Encoding`` attribute it comes from (``ENCODING_FIELDS``)."""
-    encodings = tokenizer.encode_batch(list(texts))
-    out: dict[str, IntArray] = {}
+    """Encode ``texts`` into int64 arrays [batch, sequence], right-padded to one length: the
+    longest text's, rounded up to a multiple of ``bucket`` (capped at ``max_length``).
+    ``fields`` pairs each output name with the ``Encoding`` attribute it comes from
+    (``ENCODING_FIELDS``); padding is ``pad_id`` for ids and 0 for the rest."""
     for name, field in fields:
         if field not in ENCODING_FIELDS:
             raise ValueError(f"{name}: unknown tokenizer field {field!r}")
-        out[name] = np.asarray([getattr(e, field) for e in encodings], dtype=np.int64)
+    encodings = tokenizer.encode_batch(list(texts))
+    longest = max((len(e.ids) for e in encodings), default=0)
+    width = padded_length(longest, bucket, max(longest, max_length or longest))
+    out: dict[str, IntArray] = {}
+    for name, field in fields:
+        fill = pad_id if field == "ids" else 0
+        array = np.full((len(encodings), width), fill, dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            values = getattr(encoding, field)
+            array[row, : len(values)] = values
+        out[name] = array
     return out
 
 
@@ -167,6 +189,14 @@ def softmax(logits: FloatArray) -> FloatArray:
     return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float32)
 
 
+def best_labels(scores: FloatArray, labels: Sequence[str]) -> npt.NDArray[np.object_]:
+    """The label of each row's highest score, as a [batch, 1] BYTES array."""
+    if scores.shape[1] != len(labels):
+        raise ValueError(f"{scores.shape[1]} scores but {len(labels)} labels")
+    best = scores.argmax(axis=1)
+    return np.array([[labels[i].encode("utf-8")] for i in best], dtype=np.object_)
+
+
 def classify(
     logits: FloatArray, labels: Sequence[str]
 ) -> tuple[npt.NDArray[np.object_], FloatArray]:
@@ -174,6 +204,4 @@ def classify(
     if logits.shape[1] != len(labels):
         raise ValueError(f"{logits.shape[1]} logits but {len(labels)} labels")
     scores = softmax(logits)
-    best = scores.argmax(axis=1)
-    names = np.array([[labels[i].encode("utf-8")] for i in best], dtype=np.object_)
-    return names, scores
+    return best_labels(scores, labels), scores
