@@ -113,6 +113,7 @@ def _offline_env(setup: InfinitySetup) -> dict[str, str]:
         HF_HUB_CACHE=hub,
         HUGGINGFACE_HUB_CACHE=hub,
         DO_NOT_TRACK="1",  # infinity's anonymous usage statistics
+        COLUMNS="250",  # its log's lines, wrapped at 80 otherwise (_graph_note reads them)
     )
 
 

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from itertools import cycle
@@ -137,17 +138,34 @@ class PlainEmbedder:
 
 
 def ceiling_throughput(
-    embedder: PlainEmbedder, texts: list[str], batch_size: int, seconds: float
+    embedders: list[PlainEmbedder], texts: list[str], batch_size: int, seconds: float
 ) -> float:
-    """Texts per second embedding the corpus in batches of ``batch_size`` for ``seconds``."""
-    stream = cycle(texts)
-    for _ in range(2):  # warm-up
-        embedder([next(stream) for _ in range(batch_size)])
-    done, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        embedder([next(stream) for _ in range(batch_size)])
-        done += batch_size
-    return done / elapsed
+    """Texts per second of one Python thread per embedder (each its own ONNX Runtime
+    session), each embedding batches of ``batch_size`` corpus texts for ``seconds``."""
+    count = len(embedders)
+    done = [0] * count
+    ready = threading.Barrier(count + 1)
+    clock: dict[str, float] = {}
+
+    def work(index: int) -> None:
+        offset = index * len(texts) // count
+        stream = cycle(texts[offset:] + texts[:offset])
+        for _ in range(2):  # warm-up
+            embedders[index]([next(stream) for _ in range(batch_size)])
+        ready.wait()
+        while time.perf_counter() < clock["end"]:
+            embedders[index]([next(stream) for _ in range(batch_size)])
+            done[index] += batch_size
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    start = time.perf_counter()
+    clock["end"] = start + seconds
+    ready.wait()  # every thread warmed up: go
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.perf_counter() - start)
 
 
 def reference(source: Path, texts: list[str]) -> Any:
