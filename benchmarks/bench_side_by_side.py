@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -414,10 +415,13 @@ def report(bench: Bench, rows: list[Row]) -> dict[str, Any]:
     print()
     print(table(rows, levels))
     print()
-    for row in rows:
-        for note in row.notes if row.measured else row.notes[1:]:
-            print(f"- {LABELS[row.system]}: {note}")
-    print()
+    notes = [
+        f"- {LABELS[row.system]}: {note}"
+        for row in rows
+        for note in (row.notes if row.measured else row.notes[1:])
+    ]
+    if notes:
+        print("\n".join(notes) + "\n")
     print("Acceptance figures (—: a system of the ratio was not chosen or not measured):")
     for name, value in figures.items():
         print(f"  {name}: {_num(value, 2)}")
@@ -446,9 +450,14 @@ def settings(bench: Bench, started: float) -> dict[str, Any]:
     }
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: every server started is stopped on the way out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cpus = pin(args.cpus)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started = time.time()
     args.cache.mkdir(parents=True, exist_ok=True)
     texts = (
