@@ -225,6 +225,7 @@ class Bench:
     check: list[str]
     expected: Any  # sentence-transformers' vectors of ``check``
     source: Path
+    load_at_start: tuple[float, float, float] = field(default_factory=os.getloadavg)
     _plain: plain.PlainModel | None = None
 
     @property
@@ -438,7 +439,8 @@ def settings(bench: Bench, started: float) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
         "cpus": bench.cpus,
-        "load_average_at_start": os.getloadavg(),
+        "load_average_at_start": bench.load_at_start,
+        "load_average_at_end": os.getloadavg(),
         "concurrency": sorted(args.concurrency),
         "seconds": args.seconds,
         "warmup": args.warmup,
