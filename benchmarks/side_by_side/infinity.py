@@ -158,7 +158,7 @@ def prepare(setup: InfinitySetup) -> str:
     """Install, export and optimise as needed; the note for the table."""
     ensure_venv(setup.venv)
     if setup.engine == "torch":
-        return "torch engine; truncates at 512 tokens, not 256"
+        return "torch engine (sentence-transformers' own tokenization, 256 tokens)"
     export_model(setup)
     return optimize_model(setup) + "; truncates at 512 tokens, not 256"
 
