@@ -163,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or min(args.ceiling_batches) < 1:
         parser.error("--concurrency and --ceiling-batches take numbers of at least 1")
+    args.concurrency = sorted(set(args.concurrency))
     return args
 
 
@@ -411,7 +412,7 @@ def _loadgen_lines(rows: list[Row]) -> Iterator[str]:
 
 
 def report(bench: Bench, rows: list[Row]) -> dict[str, Any]:
-    levels = sorted(bench.args.concurrency)
+    levels = bench.args.concurrency
     figures = acceptance(rows, levels)
     print()
     print(table(rows, levels))
@@ -441,7 +442,7 @@ def settings(bench: Bench, started: float) -> dict[str, Any]:
         "cpus": bench.cpus,
         "load_average_at_start": bench.load_at_start,
         "load_average_at_end": os.getloadavg(),
-        "concurrency": sorted(args.concurrency),
+        "concurrency": args.concurrency,
         "seconds": args.seconds,
         "warmup": args.warmup,
         "corpus": str(args.corpus) if args.corpus else f"generated, seed {args.seed}",

@@ -47,6 +47,7 @@ BATCH_SIZE = 32
 START_TIMEOUT_S = 300.0
 OPTIMIZE_SCRIPT = Path(__file__).resolve().parent / "infinity_optimize.py"
 _PROVIDER = "CPUExecutionProvider"
+_FOREIGN = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,14 @@ def _tail(text: str, lines: int = 4) -> str:
     return " | ".join(kept[-lines:])
 
 
+def _own_env(**extra: str) -> dict[str, str]:
+    """This environment without what points Python at another venv's packages."""
+    env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
+    return env | extra
+
+
 def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    env = env or _own_env()
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         output = _tail(done.stdout + done.stderr)
@@ -107,8 +115,7 @@ def ensure_venv(venv: Path) -> None:
 
 def _offline_env(setup: InfinitySetup) -> dict[str, str]:
     hub = str(setup.hf_cache)
-    return dict(
-        os.environ,
+    return _own_env(
         HF_HUB_OFFLINE="1",
         HF_HUB_CACHE=hub,
         HUGGINGFACE_HUB_CACHE=hub,
