@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ def reference(tiny_llama: Path) -> list[tuple[str, int]]:
         whole = tokenizer.decode(generated[0].tolist(), skip_special_tokens=True)
         out.append((whole, len(new)))
     return out
+
+
+def server_log_tail(server: LocalServer, lines: int = 30) -> str:
+    text = server.log_path.read_text(encoding="utf-8", errors="replace")
+    return "server log tail:\n" + "\n".join(text.splitlines()[-lines:])
 
 
 def metric(server: LocalServer, name: str) -> float:
@@ -159,20 +165,26 @@ def test_closing_a_stream_after_three_chunks_aborts_the_request(
     llm_server: LocalServer, llm_build: BuildResult, protocol: str
 ) -> None:
     before = metric(llm_server, "vllm:request_aborted_total")
+    tokens_before = metric(llm_server, "vllm:generation_tokens_total")
     client = GenerationClient(url(llm_server, protocol), "llm", protocol)
     # ~4,000 tokens take seconds here, so the request is still running when it is cancelled
     stream = client.stream(PROMPTS[0], temperature=0.0, max_tokens=4000, ignore_eos=True)
     chunks = [next(stream) for _ in range(3)]
     stream.close()
     assert len(chunks) == 3
-    # the stand-in aborts the vLLM request when it sees the cancellation
-    for _ in range(100):
+    # the stand-in aborts the vLLM request when it sees the cancellation; on a busy machine
+    # the server may take a while to notice the closed connection: wait on the condition
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         if metric(llm_server, "vllm:request_aborted_total") > before:
             break
-        threading.Event().wait(0.1)
+        threading.Event().wait(0.2)
     after = metric(llm_server, "vllm:request_aborted_total")
-    tokens = metric(llm_server, "vllm:generation_tokens_total")
-    assert after == before + 1, f"no abort; generation tokens so far {tokens}"
+    generated = metric(llm_server, "vllm:generation_tokens_total") - tokens_before
+    assert after == before + 1, (
+        f"no abort; {generated:.0f} tokens generated since the request began (4000 means it ran "
+        "to its end): " + server_log_tail(llm_server)
+    )
     log = llm_server.log_path.read_text(encoding="utf-8", errors="replace")
     assert "aborted request" in log
 
