@@ -13,10 +13,7 @@ failed request, so a minute that completes had none.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,31 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from builder.profile import Load, input_data, measure, perf_analyzer  # noqa: E402
 from builder.serve import LocalServer  # noqa: E402
-
-
-def perf_analyzer_env() -> tuple[Path, dict[str, str]]:
-    """perf_analyzer from the venv, and LD_LIBRARY_PATH with the two libraries it wants under
-    the names it wants (the nvidia-pytriton wheel ships them with hashed names)."""
-    import pytriton
-
-    binary = Path(sys.executable).parent / "perf_analyzer"
-    libs = Path(pytriton.__file__).resolve().parent.parent / "nvidia_pytriton.libs"
-    links = Path(tempfile.mkdtemp(prefix="perf-analyzer-libs-"))
-    for pattern, name in (
-        ("libb64-*.so.0d", "libb64.so.0d"),
-        ("libcudart-*.so.12*", "libcudart.so.12"),
-    ):
-        (links / name).symlink_to(next(libs.glob(pattern)))
-    env = dict(os.environ, LD_LIBRARY_PATH=f"{links}:{libs}")
-    return binary, env
 
 
 def corpus(path: Path) -> None:
     words = "the server streams tokens to a client while models load and batch requests".split()
     texts = [" ".join(words[(i + k) % len(words)] for k in range(6 + i % 35)) for i in range(200)]
-    data = [{"TEXT": {"content": [text], "shape": [1]}} for text in texts]
-    path.write_text(json.dumps({"data": data}), encoding="utf-8")
+    path.write_text(json.dumps(input_data(texts)), encoding="utf-8")
 
 
 def rss_mb(repository: Path) -> dict[str, float]:
@@ -74,43 +54,26 @@ def rss_mb(repository: Path) -> dict[str, float]:
     return found
 
 
-def minute(
-    binary: Path, env: dict[str, str], url: str, data: Path, out: Path, c: int
-) -> dict[str, str]:
-    command = [
-        str(binary), "-m", "minilm", "-u", url, "-i", "http", "-b", "1",
-        "--concurrency-range", str(c), "--input-data", str(data),
-        "--measurement-interval", "20000", "--max-trials", "3", "--stability-percentage", "999",
-        "--percentile", "99", "-f", str(out),
-    ]  # fmt: skip
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"perf_analyzer failed (exit {done.returncode}):\n{done.stdout[-2000:]}")
-    with out.open() as handle:
-        return next(csv.DictReader(handle))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     args = parser.parse_args()
-    binary, env = perf_analyzer_env()
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     corpus(work / "data.json")
     repository = args.repository.resolve()
-    with LocalServer(repository) as server:
-        url = server.http_url.removeprefix("http://")
+    with perf_analyzer() as pa, LocalServer(repository) as server:
+        load = Load(server.http_url.removeprefix("http://"), "http", "minilm", work / "data.json")
         start = rss_mb(repository)
         header = "minute  texts/s   p50 ms   p99 ms  failures"
         print(f"{header}  (perf_analyzer, concurrency {args.concurrency})")
         for index in range(args.minutes):
-            row = minute(binary, env, url, work / "data.json", work / "row.csv", args.concurrency)
-            p50 = float(row["p50 latency"]) / 1000
-            p99 = float(row["p99 latency"]) / 1000
+            # three windows of 20 s; perf_analyzer fails at the first failed request
+            point = measure(pa, load, args.concurrency, 60.0)
             print(
-                f"{index + 1:6}  {float(row['Inferences/Second']):7.1f}  {p50:7.1f}  {p99:7.1f}  0",
+                f"{index + 1:6}  {point.throughput:7.1f}  {point.p50_ms:7.1f}  "
+                f"{point.p99_ms:7.1f}  0",
                 flush=True,
             )
         end = rss_mb(repository)

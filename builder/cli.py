@@ -1,11 +1,13 @@
-"""Command line: ``build-repo`` (the CI step) and ``triton-pack build|check|serve|verify``.
+"""Command line: ``build-repo`` (the CI step) and
+``triton-pack build|check|serve|probe|verify|profile|tune``.
 
 Exit codes (the README's table):
 
     0    success
     1    a build, check or serve failure: one line (or a short list) naming the spec file,
          key path, model, folder or Triton's own load error; no traceback (``--debug`` shows it)
-    2    bad command-line usage (argparse)
+    2    bad command-line usage (argparse), or what profile/tune cannot measure with
+         (``ProfileError``: unknown model, unreachable server, perf_analyzer missing or failing)
     3    the build finished but a model failed parity, allowed by the spec's
          ``export.allow_parity_failure``; pass ``--allow-parity-failure`` to accept it (exit 0)
     130  interrupted (Ctrl-C); 143 stopped by SIGTERM. Either way the staging folder is removed
@@ -25,14 +27,15 @@ from pathlib import Path
 from types import FrameType
 
 from builder import __version__
-from builder.errors import BuildError
+from builder.errors import BuildError, ProfileError
 from builder.pipeline import build_repository, check_repository
+from builder.profile import DEFAULT_LEVELS
 from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import load_spec
 
 __all__ = ["EXIT_PARITY", "build_repo_main", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_PARITY = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARITY = 0, 1, 2, 3
 
 _BUILD_HELP = """\
 Build a Triton model repository from a YAML spec.
@@ -362,6 +365,121 @@ example:
 """
 
 
+def _levels(value: str) -> tuple[int, ...]:
+    """``1,2,4`` -> (1, 2, 4): concurrency levels, each >= 1, sorted, once each."""
+    try:
+        levels = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected numbers such as 1,2,4,8") from None
+    if not levels or levels[0] < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: concurrency levels are numbers >= 1")
+    return tuple(levels)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0.3 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{value}: give between 0.3 and 3600 seconds")
+    return seconds
+
+
+def _corpus(args: argparse.Namespace) -> tuple[tuple[str, ...], str]:
+    from builder.profile import DEFAULT_CORPUS, read_corpus
+
+    if args.corpus is None:
+        return DEFAULT_CORPUS, "built-in"
+    return read_corpus(args.corpus), str(args.corpus)
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from builder.profile import (
+        Sweep,
+        markdown_table,
+        perf_analyzer,
+        pick_model,
+        profile,
+        read_target,
+        require_matplotlib,
+        write_report,
+    )
+
+    target = read_target(args.target)
+    model = pick_model(target, args.model)
+    texts, corpus = _corpus(args)
+    require_matplotlib()
+    sweep = Sweep(args.concurrency, args.seconds, texts, corpus)
+    with perf_analyzer() as pa:
+        result = profile(pa, target, model, args.url, args.protocol, sweep, _progress(args.quiet))
+    paths = write_report(result, args.output or Path("profile") / model)
+    print(f"{model} ({result.protocol}, {result.seconds:g} s per level)")
+    print(markdown_table(result.points), end="")
+    print("wrote " + ", ".join(str(path) for path in paths))
+    return EXIT_OK
+
+
+_PROFILE_HELP = """\
+Measure a served model's throughput and latency with Triton's perf_analyzer (from the
+tritonclient 2.51 wheel) over a sweep of concurrency levels: one perf_analyzer run per
+level, about --seconds long, each request one text taken in turn from --corpus (one text a
+line; a built-in corpus of varied-length English sentences otherwise).
+
+TARGET is a spec file (its repository and model names) or a repository folder. With --url,
+the server running there is measured; without it, TARGET's repository is served with a local
+tritonserver for the duration. MODEL may be left out when TARGET has one model.
+
+Writes, in -o DIR (default profile/<model>/): profile.json (every level's texts/s and
+p50/p90/p95/p99 latency in ms), profile.md (the table) and profile.png (throughput and
+p50/p99 latency against concurrency). Prints a line per level as it goes, then the table.
+
+examples:
+  triton-pack profile models.yaml minilm                     serve model_repository/ meanwhile
+  triton-pack profile models.yaml minilm --url localhost:8000 --concurrency 1,4,16 --seconds 10
+  triton-pack profile model_repository minilm --corpus texts.txt -o /tmp/minilm-profile
+
+exit codes: 0 ok, 1 the repository cannot be served (message says why), 2 usage, an unknown
+  model (the known ones are listed), an unreachable server, perf_analyzer missing or failing
+  (its own error is quoted)
+"""
+
+
+def _add_profile_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    profile = commands.add_parser(
+        "profile",
+        help="measure throughput and p50/p99 latency over concurrency levels (perf_analyzer)",
+        description=_PROFILE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    profile.add_argument("target", type=Path, metavar="SPEC|REPO", help="spec file or repository")
+    profile.add_argument("model", nargs="?", default=None, metavar="MODEL", help="model to measure")
+    profile.add_argument(
+        "--url",
+        default=None,
+        help="a running server (host:port); default: serve the repository locally meanwhile",
+    )
+    profile.add_argument("--protocol", choices=("http", "grpc"), default="http")
+    profile.add_argument(
+        "--corpus", type=Path, default=None, help="texts to send, one per line (default built-in)"
+    )
+    profile.add_argument(
+        "--concurrency",
+        type=_levels,
+        default=DEFAULT_LEVELS,
+        help="requests in flight, one level a run (default 1,2,4,8,16)",
+    )
+    profile.add_argument(
+        "--seconds", type=_seconds, default=5.0, help="measured per level (default %(default)s)"
+    )
+    profile.add_argument(
+        "-o", "--output", type=Path, default=None, help="folder (default profile/<model>/)"
+    )
+    profile.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    _add_debug(profile)
+    profile.set_defaults(func=_profile)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="triton-pack",
@@ -472,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_debug(verify)
     verify.set_defaults(func=_verify)
 
+    _add_profile_parser(commands)
+
     words = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
     if "--" in words:
@@ -491,7 +611,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         if args.debug:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # profile/tune: the command's inputs (a model, a URL, perf_analyzer) are wrong
+        return EXIT_USAGE if isinstance(exc, ProfileError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,9 @@ BuildError
 ├── RenderError        a template failed or rendered an invalid ModelConfig
 ├── EnsembleError      ensemble steps do not fit together (both ends named)
 ├── OutputError        the output folder is not one the build may replace
-└── ServeError         tritonserver could not be found, started, or a model failed to load
+├── ServeError         tritonserver could not be found, started, or a model failed to load
+└── ProfileError       profile/tune cannot measure: unknown model, unreachable server, bad
+                       options, perf_analyzer missing or failing (the CLI exits 2)
 
 Errors raised where the spec entry is not known get its location added on the way out
 (``located``): ``models.yaml: models[0] (model 'tiny'): ...``.
@@ -72,3 +74,9 @@ class OutputError(BuildError):
 
 class ServeError(BuildError):
     """tritonserver could not be started, or a model failed to load."""
+
+
+class ProfileError(BuildError):
+    """``profile`` or ``tune`` cannot measure: an unknown model (the known ones are listed), a
+    server that does not answer, an unusable corpus or option, perf_analyzer missing or failing
+    (its own error is quoted). The CLI exits 2: the command's inputs are wrong, not a build."""
