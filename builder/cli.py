@@ -25,13 +25,42 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from builder import __version__
 from builder.errors import BuildError, ProfileError
 from builder.pipeline import build_repository, check_repository
-from builder.profile import DEFAULT_LEVELS
+from builder.profile import (
+    DEFAULT_CORPUS,
+    DEFAULT_LEVELS,
+    Sweep,
+    markdown_table,
+    perf_analyzer,
+    pick_model,
+    profile,
+    read_corpus,
+    read_target,
+    require_matplotlib,
+    write_report,
+)
 from builder.serve import LocalServer, Ports, check_served_repository, free_ports
-from builder.spec import load_spec
+from builder.spec import ModelSpec, Spec, load_spec
+from builder.tune import (
+    Axes,
+    Candidate,
+    TuneResult,
+    changes,
+    choose,
+    describe_changes,
+    parse_ints,
+    parse_preferred,
+    parse_threads,
+    plan_candidates,
+    run_trials,
+    write_winner,
+)
+from builder.tune import markdown_table as tune_table
+from builder.tune import write_report as write_tune_report
 
 __all__ = ["EXIT_PARITY", "build_repo_main", "main"]
 
@@ -387,25 +416,12 @@ def _seconds(value: str) -> float:
 
 
 def _corpus(args: argparse.Namespace) -> tuple[tuple[str, ...], str]:
-    from builder.profile import DEFAULT_CORPUS, read_corpus
-
     if args.corpus is None:
         return DEFAULT_CORPUS, "built-in"
     return read_corpus(args.corpus), str(args.corpus)
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from builder.profile import (
-        Sweep,
-        markdown_table,
-        perf_analyzer,
-        pick_model,
-        profile,
-        read_target,
-        require_matplotlib,
-        write_report,
-    )
-
     target = read_target(args.target)
     model = pick_model(target, args.model)
     texts, corpus = _corpus(args)
@@ -478,6 +494,179 @@ def _add_profile_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     profile.add_argument("-q", "--quiet", action="store_true", help="print only the table")
     _add_debug(profile)
     profile.set_defaults(func=_profile)
+
+
+def _axis(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from one of builder.tune's parsers (their ValueError is the message)."""
+
+    def convert(value: str) -> Any:
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _tune_measure(
+    args: argparse.Namespace,
+) -> tuple[Spec, ModelSpec, list[Candidate], TuneResult]:
+    """Plan the candidates, measure them, write tune.json and tune.md; print the table."""
+    target = read_target(args.spec)
+    if not args.spec.is_file():
+        raise ProfileError(f"{args.spec}: tune needs the spec file (it builds the candidates)")
+    spec = load_spec(args.spec)
+    model = next(m for m in spec.models if m.name == pick_model(target, args.model))
+    axes = Axes(args.instances, args.threads, args.max_queue_delay_us, args.preferred, args.bucket)
+    candidates, skipped = plan_candidates(spec, model, axes)
+    progress = _progress(args.quiet)
+    for reason in skipped:
+        progress(f"skipped: {reason}")
+    texts, corpus = _corpus(args)
+    sweep = Sweep((args.concurrency,), args.seconds, texts, corpus)
+    with perf_analyzer() as pa, _Signals().installed():
+        progress(
+            f"tuning {model.name!r}: {len(candidates)} candidate(s) at concurrency "
+            f"{args.concurrency}, {args.seconds:g} s each"
+        )
+        trials = run_trials(pa, spec, candidates, sweep, pa.workdir, progress)
+    result = TuneResult(
+        model.name, str(args.spec), args.concurrency, args.seconds, args.p99_ms,
+        tuple(trials), choose(trials, args.p99_ms), tuple(skipped),
+    )  # fmt: skip
+    paths = write_tune_report(result, args.output or Path("tune") / model.name)
+    print(tune_table(result), end="")
+    print("wrote " + ", ".join(str(path) for path in paths))
+    return spec, model, candidates, result
+
+
+def _tune(args: argparse.Namespace) -> int:
+    spec, model, candidates, result = _tune_measure(args)
+    if result.winner is None:
+        bound = f"within p99 <= {args.p99_ms:g} ms" if args.p99_ms is not None else "measured"
+        print(f"no candidate {bound}; {args.spec} unchanged", file=sys.stderr)
+        return EXIT_FAILED
+    number, best = result.winner + 1, candidates[result.winner].model
+    if args.dry_run:
+        would = describe_changes(changes(model, best))
+        print(
+            f"winner: #{number}; dry run, {args.spec} unchanged"
+            + (f" (the winner would set {', '.join(would)})" if would else "")
+        )
+        return EXIT_OK
+    written = describe_changes(write_winner(spec, model, best))
+    if written:
+        print(f"winner: #{number}; wrote into {args.spec}: {', '.join(written)}")
+    else:
+        print(f"winner: #{number}; {args.spec} already has its settings")
+    return EXIT_OK
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be >= 1")
+    return number
+
+
+def _milliseconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of milliseconds") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value}: must be a positive number")
+    return number
+
+
+_TUNE_HELP = """\
+Try serving settings of one model of SPEC and keep the fastest: for every combination of
+the values given (ONNX instances x ONNX Runtime threads x max queue delay x preferred batch
+sizes x the tokenizer's length bucket), build the model into a temporary repository (the
+ONNX export is made once and reused), serve it with a local tritonserver, and measure it
+with perf_analyzer at --concurrency for --seconds. The winner has the highest throughput
+among the candidates whose p99 latency is within --p99-ms (all, without it).
+
+Prints a line per candidate as it goes, then the table of all of them with the winner
+marked; writes tune.json and tune.md in -o DIR (default tune/<model>/). Then writes the
+winner's keys into SPEC's entry for the model, changing only those values (comments and
+the other entries stay as written), unless --dry-run.
+
+examples:
+  triton-pack tune models.yaml minilm --p99-ms 100
+  triton-pack tune models.yaml minilm --instances 1,2,3 --threads auto,1 \\
+      --max-queue-delay-us 0,2000 --preferred 'none;4,8;16' --bucket 8 --dry-run
+
+exit codes: 0 ok, 1 no candidate within the bound (or a build failure), 2 usage, an unknown
+  model, perf_analyzer missing or failing
+"""
+
+
+def _add_tune_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tune = commands.add_parser(
+        "tune",
+        help="build, serve and profile candidate settings; write the fastest into the spec",
+        description=_TUNE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("spec", type=Path, metavar="SPEC", help="the YAML spec")
+    tune.add_argument("model", nargs="?", default=None, metavar="MODEL", help="the model to tune")
+    default = Axes()
+    tune.add_argument(
+        "--instances",
+        type=_axis(lambda value: parse_ints(value, 1)),
+        default=default.instances,
+        help="ONNX instance counts (default 1,2)",
+    )
+    tune.add_argument(
+        "--threads",
+        type=_axis(parse_threads),
+        default=default.threads,
+        help="ONNX Runtime threads per instance; auto: cores // instances (default auto)",
+    )
+    tune.add_argument(
+        "--max-queue-delay-us",
+        type=_axis(lambda value: parse_ints(value, 0)),
+        default=default.max_queue_delay_us,
+        help="dynamic batcher delays in microseconds (default 0,1000)",
+    )
+    tune.add_argument(
+        "--preferred",
+        type=_axis(parse_preferred),
+        default=default.preferred,
+        help="sets of preferred batch sizes, separated by ';' (default 'none;8,16')",
+    )
+    tune.add_argument(
+        "--bucket",
+        type=_axis(lambda value: parse_ints(value, 1)),
+        default=default.bucket,
+        help="tokenizer.bucket values: pad to a multiple of this many tokens (default 1,16)",
+    )
+    tune.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        help="requests in flight while measuring (default %(default)s)",
+    )
+    tune.add_argument(
+        "--p99-ms", type=_milliseconds, default=None, help="p99 latency bound in ms (default none)"
+    )
+    tune.add_argument(
+        "--seconds", type=_seconds, default=5.0, help="measured per candidate (default 5)"
+    )
+    tune.add_argument(
+        "--corpus", type=Path, default=None, help="texts to send, one per line (default built-in)"
+    )
+    tune.add_argument(
+        "-o", "--output", type=Path, default=None, help="folder (default tune/<model>/)"
+    )
+    tune.add_argument("--dry-run", action="store_true", help="leave SPEC unchanged")
+    tune.add_argument("-q", "--quiet", action="store_true", help="print only the table")
+    _add_debug(tune)
+    tune.set_defaults(func=_tune)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -591,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.set_defaults(func=_verify)
 
     _add_profile_parser(commands)
+    _add_tune_parser(commands)
 
     words = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []

@@ -70,9 +70,11 @@ Progress = Callable[[str], None]
 
 DEFAULT_LEVELS = (1, 2, 4, 8, 16)
 # perf_analyzer reports a level once three windows in a row agree within
-# --stability-percentage; with a huge percentage the first three do, so a level takes three
-# windows of seconds / 3
+# --stability-percentage (max/min of throughput and of p99 latency); with a huge percentage
+# the first three do, so a level takes three windows of seconds / 3
 WINDOWS = 3
+WARM_UP = 8  # requests sent before the first level
+STABILITY_PERCENT = "1000000"
 _LIBRARIES = (("libb64-*.so.0d", "libb64.so.0d"), ("libcudart-*.so.12*", "libcudart.so.12"))
 _INSTALL = (
     "perf_analyzer comes with the tritonclient 2.51 wheel (pip install "
@@ -289,8 +291,12 @@ def _library_env(links: Path) -> dict[str, str]:
 
 
 def _tail(*streams: str, lines: int = 12) -> str:
-    text = "\n".join(s.strip() for s in streams if s and s.strip())
-    return "\n  ".join(text.splitlines()[-lines:]) or "(no output)"
+    """The last lines of the first stream that has any: ``<last line>\n  <lines before>``."""
+    for stream in streams:
+        kept = [line.rstrip() for line in stream.splitlines() if line.strip()][-lines:]
+        if kept:
+            return kept[-1].strip() + "".join(f"\n  {line}" for line in kept[:-1])
+    return "(no output)"
 
 
 @contextmanager
@@ -309,8 +315,9 @@ def perf_analyzer(search: Sequence[Path] | None = None) -> Iterator[PerfAnalyzer
             raise ProfileError(f"{binary} does not run: {exc}") from None
         if done.returncode != 0:
             raise ProfileError(
-                f"{binary} does not run (exit {done.returncode}); {_INSTALL}:\n  "
+                f"{binary} does not run (exit {done.returncode}): "
                 + _tail(done.stderr, done.stdout)
+                + f"\n{_INSTALL}"
             )
         version = (done.stdout + done.stderr).strip().splitlines()
         yield PerfAnalyzer(binary, env, version[0] if version else "perf_analyzer", workdir)
@@ -375,7 +382,7 @@ def measure(pa: PerfAnalyzer, load: Load, concurrency: int, seconds: float) -> P
         "-b", "1", "--concurrency-range", f"{concurrency}:{concurrency}",
         "--input-data", str(load.data), "--measurement-mode", "time_windows",
         "--measurement-interval", str(window_ms), "--max-trials", str(WINDOWS),
-        "--stability-percentage", "999", "--percentile", "99", "-f", str(report),
+        "--stability-percentage", STABILITY_PERCENT, "--percentile", "99", "-f", str(report),
     ]  # fmt: skip
     limit = seconds * 4 + 120  # windows wait for the requests in flight; a hung server does not
     try:
@@ -387,7 +394,7 @@ def measure(pa: PerfAnalyzer, load: Load, concurrency: int, seconds: float) -> P
         ) from None
     if done.returncode != 0 or not report.is_file():
         raise ProfileError(
-            f"perf_analyzer failed at concurrency {concurrency} (exit {done.returncode}):\n  "
+            f"perf_analyzer failed at concurrency {concurrency} (exit {done.returncode}): "
             + _tail(done.stderr, done.stdout)
         )
     points = [
@@ -440,6 +447,23 @@ def check_served_model(url: str, protocol: str, model: str) -> tuple[str, str]:
     return endpoint.address, texts[0]
 
 
+def warm_up(url: str, protocol: str, model: str, input_name: str, texts: Sequence[str]) -> None:
+    """A few requests before measuring: the first ones after a load pay for lazy set-up
+    (ONNX Runtime's first runs, the Python members' first calls)."""
+    import numpy as np
+
+    from clients import ClientError, TritonClient
+    from clients.endpoints import check_protocol
+
+    try:
+        with TritonClient(url, check_protocol(protocol), timeout=60.0) as client:
+            for text in (list(texts) * WARM_UP)[:WARM_UP]:
+                row = np.array([[text.encode("utf-8")]], dtype=np.object_)
+                client.infer(model, {input_name: row})
+    except ClientError as exc:
+        raise ProfileError(f"model {model!r} at {url} does not answer: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Sweep:
     """What to measure: the concurrency levels, seconds per level, and the texts sent."""
@@ -455,6 +479,7 @@ def run_sweep(
 ) -> ProfileResult:
     """Check the server, then measure each concurrency level in turn (a line per level)."""
     address, input_name = check_served_model(url, protocol, model)
+    warm_up(url, protocol, model, input_name, sweep.texts)
     data = pa.workdir / "input-data.json"
     data.write_text(json.dumps(input_data(sweep.texts, input_name)), encoding="utf-8")
     load = Load(address, protocol, model, data)
