@@ -7,8 +7,9 @@ batch sizes x the tokenizer's length bucket. Each is applied to the entry with p
 refuses, such as preferred sizes above ``max_batch_size``, is skipped with the reason).
 
 Every candidate is built into the same temporary repository (``build_repository``: the export
-cache keys only the export-relevant keys, so after the first build the ONNX files are
-hard-linked, not exported again), served with ``LocalServer``, and measured with
+cache keys only the export-relevant keys, so the ONNX files are exported once and then
+hard-linked; when the spec's own repository holds a build of the model, its files seed the
+temporary one and nothing is exported), served with ``LocalServer``, and measured with
 perf_analyzer at one concurrency (``builder.profile``). ``choose`` keeps the highest
 throughput among the candidates whose p99 latency is within the bound. ``write_winner``
 writes the winner's keys into the spec file's text (``builder.spec_edit``: comments and other
@@ -31,12 +32,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from builder.errors import BuildError, ProfileError
+from builder.manifest import MANIFEST, read_manifest
 from builder.pipeline import build_repository
 from builder.plan import onnx_threads
 from builder.profile import PerfAnalyzer, ProfilePoint, Sweep, run_sweep
 from builder.serve import LocalServer
 from builder.spec import DynamicBatching, ModelSpec, Spec, parse_spec
 from builder.spec_edit import flow, set_keys
+from builder.write import link
 
 __all__ = [
     "Axes",
@@ -53,6 +56,7 @@ __all__ = [
     "parse_threads",
     "plan_candidates",
     "run_trials",
+    "seed",
     "write_report",
     "write_winner",
 ]
@@ -233,6 +237,22 @@ def _trial(
     return result.points[0]
 
 
+def seed(spec: Spec, model: ModelSpec, repository: Path) -> bool:
+    """Link the spec's built repository's files of ``model`` (and its manifest) into
+    ``repository``, so that the first build reuses that export if its cache key matches."""
+    built = spec.repository_dir
+    manifest = read_manifest(built)
+    record = manifest.models.get(model.name) if manifest is not None else None
+    if record is None or not record.artifacts:
+        return False
+    for name in record.triton_models:
+        for path in sorted((built / name).rglob("*")):
+            if path.is_file():
+                link(path, repository / path.relative_to(built))
+    link(built / MANIFEST, repository / MANIFEST)
+    return True
+
+
 def run_trials(
     pa: PerfAnalyzer,
     spec: Spec,
@@ -243,6 +263,8 @@ def run_trials(
 ) -> list[Trial]:
     """Build, serve and measure each candidate in turn; a failing one is recorded, not fatal."""
     trials = []
+    if candidates and seed(spec, candidates[0].model, workdir / "repository"):
+        progress(f"reusing the export in {spec.repository_dir} if it is current")
     for index, candidate in enumerate(candidates):
         settings = candidate.settings
         progress(f"[{index + 1}/{len(candidates)}] {settings.describe(candidate.threads)}")
