@@ -335,8 +335,9 @@ _COLUMNS = {
 
 def parse_csv(text: str) -> list[ProfilePoint]:
     """The rows of perf_analyzer's ``-f`` CSV (latencies in microseconds) as points."""
-    rows = list(csv.DictReader(io.StringIO(text)))
-    header = rows[0].keys() if rows else ()
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or ())
+    rows = list(reader)
     missing = [column for column in _COLUMNS.values() if column not in header]
     if not rows or missing:
         shown = ", ".join(header) or "nothing"

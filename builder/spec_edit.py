@@ -138,8 +138,8 @@ def _set(text: str, where: str, index: int, path: tuple[str, ...], value: Any) -
         if not span[0] <= int(child.start_mark.index) <= span[1]:
             # an alias: its node is the anchor's, elsewhere; editing it would change others
             raise SpecError(
-                f"{where}: models[{index}].{'.'.join(path[: depth + 1])} is a YAML alias; "
-                "set the keys by hand"
+                f"{where}: models[{index}].{'.'.join(path[: depth + 1])} is a YAML alias "
+                "(its anchor's value is shared)"
             )
         if depth == len(path) - 1 or child.tag == _NULL:
             return _replace(text, key_node, child, rest)

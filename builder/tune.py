@@ -407,7 +407,7 @@ def write_winner(spec: Spec, original: ModelSpec, winner: ModelSpec) -> dict[str
         edited = set_keys(text, index, delta, str(spec.path))
         check = parse_spec(edited, spec.path)
     except BuildError as exc:
-        raise BuildError(f"{spec.path}: cannot write the winner ({exc}); {by_hand}") from None
+        raise BuildError(f"cannot write the winner: {exc}; {by_hand}") from None
     expected = [*spec.models[:index], winner, *spec.models[index + 1 :]]
     same = [m.model_dump() for m in check.models] == [m.model_dump() for m in expected]
     if not same or (check.repository, check.defaults) != (spec.repository, spec.defaults):
