@@ -91,8 +91,11 @@ class Settings:
                 "tokenizer": model.tokenizer.model_copy(update={"bucket": self.bucket}),
             }
         )
-        # model_copy does not validate: a round trip through the spec's own validation does
-        return ModelSpec.model_validate_json(candidate.model_dump_json())
+        # model_copy does not validate: a round trip through the spec's own validation does.
+        # Only the keys set (in the spec, or here): which keys the spec sets is meaningful
+        # (a max_sequence_length the spec does not set comes from a sentence-transformers
+        # folder, and the export's cache key records where it came from).
+        return ModelSpec.model_validate_json(candidate.model_dump_json(exclude_unset=True))
 
     def describe(self, derived_threads: int | None = None) -> str:
         return (
@@ -227,11 +230,13 @@ def _trial(
 ) -> ProfilePoint:
     started = time.monotonic()
     one = spec.model_copy(update={"models": (candidate,)})  # keeps the spec's path
-    build_repository(one, repository, progress=lambda message: None)
+    build = build_repository(one, repository, progress=lambda message: None)
+    export = "exported" if any(m.exported for m in build.models) else "export reused"
     built = time.monotonic()
     with LocalServer(repository) as server:
         progress(
-            f"    built in {built - started:.1f} s, served in {time.monotonic() - built:.1f} s"
+            f"    built in {built - started:.1f} s ({export}), "
+            f"served in {time.monotonic() - built:.1f} s"
         )
         result = run_sweep(pa, server.http_url, "http", candidate.name, sweep, progress)
     return result.points[0]

@@ -162,7 +162,9 @@ def test_tune_dry_run_picks_the_fastest_within_the_bound(
         assert f"| {row['point']['throughput']:.1f} |" in line
         assert line.endswith("| yes | **winner** |") == (index == best)
     assert f"winner: #{best + 1}; dry run, {built_spec} unchanged" in captured.out
-    assert "reusing the export in" in captured.err  # the spec's build seeded the candidates
+    # the spec's own build seeded the candidates: nothing was exported
+    assert "reusing the export in" in captured.err
+    assert captured.err.count("(export reused), served in") == 2
     print(captured.err, table)
 
 

@@ -89,6 +89,15 @@ def test_candidates_apply_the_settings_and_skip_what_the_spec_refuses(spec_file:
     assert chosen.threads == 1  # cores 2 // instances 2
     assert candidates[0].threads == 2
     assert model.instances == 1 and model.tokenizer.bucket == 16  # the spec is untouched
+    # keys the spec leaves unset stay unset (the export's cache key records where a
+    # max_sequence_length came from: a change there would export again)
+    assert "max_sequence_length" not in chosen.model.model_fields_set
+    assert chosen.model.model_fields_set == model.model_fields_set | {
+        "instances",
+        "threads",
+        "dynamic_batching",
+        "tokenizer",
+    }
     with pytest.raises(ProfileError, match="no candidate is a valid spec entry"):
         plan_candidates(spec, model, Axes(preferred=((16,),)))
 
