@@ -16,6 +16,8 @@ Each step lives in one module and hands a typed object to the next:
     serve.LocalServer               -> a running tritonserver
     health.probe(client)            -> a ProbeResult per model (a real canary inference)
     verify.verify_spec(...)         -> a Verdict per model (served against its source)
+    profile.run_sweep(...)          -> ProfileResult (perf_analyzer per concurrency level)
+    tune.run_trials(...)            -> a Trial per candidate; tune.write_winner edits the spec
 """
 
 from builder.errors import BuildError

@@ -427,7 +427,7 @@ def _profile(args: argparse.Namespace) -> int:
     texts, corpus = _corpus(args)
     require_matplotlib()
     sweep = Sweep(args.concurrency, args.seconds, texts, corpus)
-    with perf_analyzer() as pa:
+    with perf_analyzer() as pa, _Signals().installed():  # SIGTERM stops a local server too
         result = profile(pa, target, model, args.url, args.protocol, sweep, _progress(args.quiet))
     paths = write_report(result, args.output or Path("profile") / model)
     print(f"{model} ({result.protocol}, {result.seconds:g} s per level)")

@@ -35,11 +35,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import ProfileError
 from builder.manifest import read_manifest
 from builder.spec import load_spec
+
+if TYPE_CHECKING:
+    from clients.types import TensorSpec
 
 __all__ = [
     "DEFAULT_CORPUS",
@@ -409,10 +412,10 @@ def measure(pa: PerfAnalyzer, load: Load, concurrency: int, seconds: float) -> P
 # --- the server ---------------------------------------------------------------------------
 
 
-def check_served_model(url: str, protocol: str, model: str) -> tuple[str, str]:
-    """The perf_analyzer address (host:port) of ``url`` and the name of the model's text
-    input; ProfileError when the server does not answer, lacks the model or the model does
-    not take one text."""
+def check_served_model(url: str, protocol: str, model: str) -> tuple[str, TensorSpec]:
+    """The perf_analyzer address (host:port) of ``url`` and the model's text input;
+    ProfileError when the server does not answer, lacks the model or the model does not take
+    one text."""
     from clients import ClientError, RetryPolicy, TransportError, TritonClient
     from clients.endpoints import check_protocol, parse_endpoint
 
@@ -438,7 +441,7 @@ def check_served_model(url: str, protocol: str, model: str) -> tuple[str, str]:
         raise ProfileError(f"no server answers at {url} ({protocol}): {exc}") from None
     except ClientError as exc:
         raise ProfileError(f"cannot profile at {url} ({protocol}): {exc}") from None
-    texts = [spec.name for spec in inputs if spec.datatype == "BYTES"]
+    texts = [spec for spec in inputs if spec.datatype == "BYTES"]
     if decoupled or len(inputs) != 1 or len(texts) != 1:
         shown = ", ".join(f"{s.name} {s.datatype}" for s in inputs)
         raise ProfileError(
@@ -448,9 +451,11 @@ def check_served_model(url: str, protocol: str, model: str) -> tuple[str, str]:
     return endpoint.address, texts[0]
 
 
-def warm_up(url: str, protocol: str, model: str, input_name: str, texts: Sequence[str]) -> None:
-    """A few requests before measuring: the first ones after a load pay for lazy set-up
-    (ONNX Runtime's first runs, the Python members' first calls)."""
+def warm_up(
+    url: str, protocol: str, model: str, text_input: TensorSpec, texts: Sequence[str]
+) -> None:
+    """A few requests of one text before measuring: the first ones after a load pay for lazy
+    set-up (ONNX Runtime's first runs, the Python members' first calls)."""
     import numpy as np
 
     from clients import ClientError, TritonClient
@@ -458,9 +463,10 @@ def warm_up(url: str, protocol: str, model: str, input_name: str, texts: Sequenc
 
     try:
         with TritonClient(url, check_protocol(protocol), timeout=60.0) as client:
+            shape = tuple(1 if dim < 0 else dim for dim in text_input.shape)  # [-1, 1] or [1]
             for text in (list(texts) * WARM_UP)[:WARM_UP]:
-                row = np.array([[text.encode("utf-8")]], dtype=np.object_)
-                client.infer(model, {input_name: row})
+                row = np.full(shape, text.encode("utf-8"), dtype=np.object_)
+                client.infer(model, {text_input.name: row})
     except ClientError as exc:
         raise ProfileError(f"model {model!r} at {url} does not answer: {exc}") from None
 
@@ -479,10 +485,10 @@ def run_sweep(
     pa: PerfAnalyzer, url: str, protocol: str, model: str, sweep: Sweep, progress: Progress
 ) -> ProfileResult:
     """Check the server, then measure each concurrency level in turn (a line per level)."""
-    address, input_name = check_served_model(url, protocol, model)
-    warm_up(url, protocol, model, input_name, sweep.texts)
+    address, text_input = check_served_model(url, protocol, model)
+    warm_up(url, protocol, model, text_input, sweep.texts)
     data = pa.workdir / "input-data.json"
-    data.write_text(json.dumps(input_data(sweep.texts, input_name)), encoding="utf-8")
+    data.write_text(json.dumps(input_data(sweep.texts, text_input.name)), encoding="utf-8")
     load = Load(address, protocol, model, data)
     points = []
     for index, level in enumerate(sweep.levels):
