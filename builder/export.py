@@ -18,13 +18,12 @@ from typing import Any
 
 from builder.errors import ExportError
 from builder.heads import GraphHead
-from builder.plan import TokenizerInfo
+from builder.plan import TOKENIZER_FILE, TokenizerInfo
 from builder.registry import Architecture, TaskExport
 
 __all__ = ["OnnxArtifact", "export_onnx", "export_tokenizer", "load_model", "optimize_onnx"]
 
 ONNX_FILE = "model.onnx"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,23 @@ def load_model(source_dir: Path, task: TaskExport) -> Any:
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     auto = getattr(transformers, task.auto_class)
     try:
-        model = auto.from_pretrained(
-            str(source_dir), attn_implementation="eager", dtype=torch.float32
+        model, loading = auto.from_pretrained(
+            str(source_dir),
+            attn_implementation="eager",
+            dtype=torch.float32,
+            output_loading_info=True,
         )
     except (OSError, ValueError) as exc:
         raise ExportError(f"{source_dir}: cannot load as {task.auto_class}: {exc}") from None
+    missing = sorted(loading.get("missing_keys") or ())
+    if task.head_class is not None and missing:
+        # transformers fills missing weights with random ones: a head that was never trained
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise ExportError(
+            f"{source_dir}: the checkpoint has no weights for {len(missing)} tensor(s) of "
+            f"{type(model).__name__} ({shown}): it is not a {task.task} model (its head "
+            "would be random)"
+        )
     return model.eval()
 
 
@@ -199,4 +210,9 @@ def export_tokenizer(source_dir: Path, out_dir: Path) -> TokenizerInfo:
         raise ExportError(f"{source_dir}: the tokenizer defines no pad token")
     out_dir.mkdir(parents=True, exist_ok=True)
     backend.save(str(out_dir / TOKENIZER_FILE))
-    return TokenizerInfo(pad_token=str(tokenizer.pad_token), pad_id=int(tokenizer.pad_token_id))
+    unk = tokenizer.unk_token_id
+    return TokenizerInfo(
+        pad_token=str(tokenizer.pad_token),
+        pad_id=int(tokenizer.pad_token_id),
+        unk_id=None if unk is None else int(unk),
+    )

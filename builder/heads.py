@@ -5,6 +5,10 @@ served, so the ONNX member answers with the final tensor and no Python step move
 - ``text-embedding``: pooling over the attention mask (sentence-transformers' modes), then L2
   normalisation when the model's folder asks for it -> ``EMBEDDING [batch, hidden]``.
 - ``text-classification``: softmax over the logits -> ``SCORES [batch, labels]``.
+- ``text-reranking``: sigmoid over the one logit, or nothing (``activation: none``) ->
+  ``SCORE [batch, 1]``, as sentence-transformers' ``CrossEncoder.predict`` computes it.
+- ``token-classification``: softmax over each token's logits ->
+  ``TOKEN_SCORES [batch, tokens, labels]`` (the entities are grouped in Python: strings).
 
 ``GraphHead.reference`` computes the same thing with ``python_backends.text_ops`` (numpy, an
 independent implementation that the unit tests hold to sentence-transformers); parity compares
@@ -23,28 +27,33 @@ from builder.errors import ExportError
 
 if TYPE_CHECKING:
     from builder.model_files import EmbeddingSettings
-    from builder.registry import TaskExport
 
-__all__ = ["GraphHead", "head_for"]
+__all__ = ["GraphHead", "embedding_head"]
 
 # what a padded position holds before max pooling: below any real activation
 _MAX_POOL_FILL = -1e9
 
 
+HeadKind = Literal["pool", "softmax", "sigmoid", "identity"]
+
+
 @dataclass(frozen=True)
 class GraphHead:
-    kind: Literal["pool", "softmax"]
+    """``pool``: pooling (+ L2 normalisation) of the hidden states; ``softmax`` over the last
+    axis of the logits; ``sigmoid`` of the logits; ``identity``: the logits as they are."""
+
+    kind: HeadKind
     pooling: str | None = None  # one of text_ops.POOLINGS when kind == "pool"
     normalize: bool = False
 
     def describe(self) -> str:
-        if self.kind == "softmax":
-            return "softmax"
+        if self.kind != "pool":
+            return self.kind
         return f"{self.pooling} pooling" + (" + L2 normalisation" if self.normalize else "")
 
     def as_manifest(self) -> dict[str, Any]:
-        if self.kind == "softmax":
-            return {"kind": "softmax"}
+        if self.kind != "pool":
+            return {"kind": self.kind}
         return {"kind": "pool", "pooling": self.pooling, "normalize": self.normalize}
 
     def forward(self, raw: Any, mask: Any) -> Any:
@@ -54,6 +63,10 @@ class GraphHead:
 
         if self.kind == "softmax":
             return torch.softmax(raw, dim=-1)
+        if self.kind == "sigmoid":
+            return torch.sigmoid(raw)
+        if self.kind == "identity":
+            return raw
         pooled = _pool(raw, mask, str(self.pooling))
         if self.normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1, eps=1e-12)
@@ -65,9 +78,14 @@ class GraphHead:
         """The same computation in numpy (python_backends.text_ops), for parity."""
         from python_backends import text_ops
 
+        values = raw.astype(np.float32)
         if self.kind == "softmax":
-            return text_ops.softmax(raw.astype(np.float32))
-        return text_ops.embed(raw.astype(np.float32), mask, str(self.pooling), self.normalize)
+            return text_ops.softmax(values)
+        if self.kind == "sigmoid":
+            return text_ops.sigmoid(values)
+        if self.kind == "identity":
+            return values
+        return text_ops.embed(values, mask, str(self.pooling), self.normalize)
 
 
 def _pool(hidden: Any, mask: Any, pooling: str) -> Any:
@@ -92,11 +110,6 @@ def _pool(hidden: Any, mask: Any, pooling: str) -> Any:
     raise ExportError(f"unknown pooling {pooling!r}")
 
 
-def head_for(task: TaskExport, settings: EmbeddingSettings | None) -> GraphHead:
-    """The head of ``task``'s graph (an embedding takes its pooling and normalisation from
-    the resolved settings)."""
-    if task.raw_output == "logits":
-        return GraphHead("softmax")
-    if settings is None:
-        raise ExportError(f"task {task.task!r}: an embedding head needs pooling settings")
+def embedding_head(settings: EmbeddingSettings) -> GraphHead:
+    """An embedding graph's head: pooling and normalisation as the resolved settings say."""
     return GraphHead("pool", settings.pooling.value, settings.normalize.value)

@@ -2,7 +2,9 @@
 
 A source folder passes when
 
-* config.json names a supported architecture and a ``vocab_size``;
+* config.json names a supported architecture and a ``vocab_size``, and a checkpoint with the
+  task's head (``architectures``: a ``*ForTokenClassification`` for token-classification, a
+  ``*ForSequenceClassification`` with one label for text-reranking);
 * ``max_sequence_length`` fits the model's position embeddings (RoBERTa loses
   ``pad_token_id + 1`` of them);
 * it holds tokenizer files that transformers loads as a *fast* tokenizer with a pad token,
@@ -117,6 +119,27 @@ def _check_tokenizer(directory: Path, vocab_size: int) -> None:
         )
 
 
+def _check_head(hf_config: HFConfig, task: TaskExport) -> None:
+    """The checkpoint has ``task``'s head (config.json's ``architectures`` says which class
+    saved it), and a reranker has one label: transformers would load any encoder with a
+    random head, and serve noise."""
+    saved = hf_config.raw.get("architectures")
+    classes = [str(name) for name in saved] if isinstance(saved, list) else []
+    head = task.head_class
+    if head is not None and classes and not any(name.endswith(head) for name in classes):
+        raise SourceError(
+            f"{hf_config.path}: architectures {classes}: the checkpoint has no "
+            f"{task.task} head (a *{head} class); use a {task.task} model, or serve this one "
+            "as a task its head fits"
+        )
+    if task.output == "score" and hf_config.num_labels != 1:
+        raise SourceError(
+            f"{hf_config.path}: {hf_config.num_labels} labels: a {task.task} model scores each "
+            "pair with one logit (num_labels 1); serve a model with several labels as "
+            "text-classification with pair: true"
+        )
+
+
 @dataclass(frozen=True)
 class CheckedInputs:
     """A source fit to export: its config.json and its registry entries, looked up once."""
@@ -137,6 +160,7 @@ def check_inputs(
         architecture = REGISTRY.architecture(hf_config.model_type)
         task = REGISTRY.task(model.task)
         vocab_size = _vocab_size(hf_config)
+        _check_head(hf_config, task)
     _check_positions(spec, model, architecture, hf_config, max_length)
     with located(where):
         _check_tokenizer(source.directory, vocab_size)

@@ -30,6 +30,7 @@ __all__ = [
     "hf_config_from",
     "read_hf_config",
     "read_sentence_transformers",
+    "reranking_activation",
     "resolve_embedding",
 ]
 
@@ -287,3 +288,54 @@ def embedding_settings(model: ModelSpec, directory: Path) -> EmbeddingSettings:
         read_sentence_transformers(directory),
         DEFAULT_MAX_SEQUENCE_LENGTH,
     )
+
+
+# --- a reranker's activation ---------------------------------------------------------------------
+
+# sentence-transformers' CrossEncoder records its activation as a dotted torch class path
+_ACTIVATIONS = {
+    "torch.nn.modules.activation.Sigmoid": "sigmoid",
+    "torch.nn.Sigmoid": "sigmoid",
+    "torch.nn.modules.linear.Identity": "none",
+    "torch.nn.Identity": "none",
+}
+
+
+def _saved_activation(directory: Path | None, hf_config: HFConfig) -> tuple[str, Path] | None:
+    """The activation path a sentence-transformers CrossEncoder saved, and the file it is in:
+    ``config_sentence_transformers.json`` (sentence-transformers >= 4 folders), else
+    config.json's ``sentence_transformers.activation_fn`` or, before 4,
+    ``sbert_ce_default_activation_function`` (CrossEncoder reads them in this order)."""
+    if directory is not None:
+        path = directory / "config_sentence_transformers.json"
+        data = _load_json(path) if path.is_file() else None
+        if isinstance(data, dict) and isinstance(data.get("activation_fn"), str):
+            return data["activation_fn"], path
+    raw = hf_config.raw
+    nested = raw.get("sentence_transformers")
+    if isinstance(nested, dict) and isinstance(nested.get("activation_fn"), str):
+        return nested["activation_fn"], hf_config.path
+    legacy = raw.get("sbert_ce_default_activation_function")
+    if isinstance(legacy, str):
+        return legacy, hf_config.path
+    return None
+
+
+def reranking_activation(
+    spec_value: str | None, hf_config: HFConfig, directory: Path | None = None
+) -> Setting[str]:
+    """A reranker's score activation: the spec's ``activation``, else the one the folder's
+    sentence-transformers files record, else CrossEncoder's default for a one-label model
+    (sigmoid). An activation we do not compute is an error that names it and the key."""
+    if spec_value is not None:
+        return Setting(spec_value, "spec")
+    saved = _saved_activation(directory, hf_config)
+    if saved is None:
+        return Setting("sigmoid", "default")
+    path_name, path = saved
+    if path_name not in _ACTIVATIONS:
+        raise SourceError(
+            f"{path}: activation {path_name!r} is not served (served: torch Sigmoid and "
+            "Identity); set the spec's activation: sigmoid | none"
+        )
+    return Setting(_ACTIVATIONS[path_name], "model files")

@@ -124,15 +124,21 @@ def text_case(
     architecture: Architecture,
     max_length: int,
     tokenizer: TokenizerInfo,
+    pairs: bool = False,
 ) -> Feeds:
-    """``texts`` as one padded batch, tokenized exactly as the served tokenizer model does."""
+    """``texts`` as one padded batch, tokenized exactly as the served tokenizer model does;
+    with ``pairs``, as pairs: each text with the texts in reverse order (so the long sample
+    meets short ones and itself, both sides cut)."""
     from tokenizers import Tokenizer
 
-    from python_backends.text_ops import configure_tokenizer, cut_texts, tokenize
+    from python_backends.text_ops import configure_tokenizer, cut_pairs, cut_texts, tokenize
 
     loaded = Tokenizer.from_file(str(tokenizer_file))
     configure_tokenizer(loaded, max_length)
     fields = [(i.name, i.encoding_field) for i in architecture.inputs]
+    if pairs:
+        joined = cut_pairs(loaded, list(zip(texts, reversed(texts), strict=True)), max_length)
+        return tokenize(loaded, joined, fields, tokenizer.pad_id)
     return tokenize(loaded, cut_texts(loaded, texts, max_length), fields, tokenizer.pad_id)
 
 

@@ -23,19 +23,23 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import __version__
 from builder.errors import located
-from builder.heads import GraphHead
 from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
-from builder.model_files import EmbeddingSettings, embedding_settings
+from builder.model_files import (
+    EmbeddingSettings,
+    Setting,
+    embedding_settings,
+    reranking_activation,
+)
 from builder.output import check_output_folder, remove_stale_staging, staging, swap
-from builder.plan import TokenizerInfo, member_suffixes, plan_model, plan_vllm
+from builder.plan import ModelPlan, TokenizerInfo, member_suffixes, plan_model, plan_vllm
 from builder.render import render_model, render_vllm
 from builder.sources import ResolvedSource, file_sha256, resolve_source
 from builder.spec import ModelSpec, Spec
@@ -103,6 +107,7 @@ class Prepared:
     sources: dict[str, ResolvedSource]
     inputs: dict[str, CheckedInputs]  # config.json and registry entries, per model
     embedding: dict[str, EmbeddingSettings]
+    activation: dict[str, Setting[str]] = field(default_factory=dict)  # rerankers'
 
     def max_length(self, model: ModelSpec) -> int:
         settings = self.embedding.get(model.name)
@@ -134,6 +139,8 @@ def cache_key(
         "embedding": settings.as_manifest() if settings else None,
         "libraries": library_versions(),
     }
+    if model.activation is not None:  # a reranker's activation is part of its graph
+        payload["activation"] = model.activation
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -175,7 +182,12 @@ class _ModelBuilder:
             rel = f"{model.name}_tokenizer/1/tokenizer.json"
             link(self.old_repo / rel, root / rel)
             info = reuse.tokenizer
-            return TokenizerInfo(pad_token=str(info["pad_token"]), pad_id=int(info["pad_id"]))
+            unk = info.get("unk_id")
+            return TokenizerInfo(
+                pad_token=str(info["pad_token"]),
+                pad_id=int(info["pad_id"]),
+                unk_id=None if unk is None else int(unk),
+            )
         from builder.export import export_tokenizer
 
         return export_tokenizer(source.directory, target)
@@ -185,7 +197,7 @@ class _ModelBuilder:
         model: ModelSpec,
         source: ResolvedSource,
         tokenizer: TokenizerInfo,
-        head: GraphHead,
+        plan: ModelPlan,
         reuse: ModelRecord | None,
         root: Path,
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -202,6 +214,7 @@ class _ModelBuilder:
 
         checked = self.prepared.inputs[model.name]
         config, architecture, task = checked.hf_config, checked.architecture, checked.task
+        head = plan.head
         self.progress(
             f"  {model.name}: exporting ONNX (opset {model.export.opset}, {head.describe()} "
             "in the graph)"
@@ -216,6 +229,7 @@ class _ModelBuilder:
             architecture,
             max_length,
             tokenizer,
+            pairs=len(plan.tokenizer.inputs) == 2,
         )
         rtol = task.rtol if model.export.rtol is None else model.export.rtol
 
@@ -308,6 +322,7 @@ class _ModelBuilder:
             tokenizer,
             settings,
             architecture=checked.architecture,
+            activation=self.prepared.activation.get(model.name),
         )
         configs = render_model(plan, self.spec.path.name)
         write_configs_and_code(plan, configs, root)
@@ -322,13 +337,17 @@ class _ModelBuilder:
                 "fingerprint": source.fingerprint,
                 "files": dict(source.files),
             },
-            tokenizer={"pad_token": tokenizer.pad_token, "pad_id": tokenizer.pad_id},
+            tokenizer={
+                "pad_token": tokenizer.pad_token,
+                "pad_id": tokenizer.pad_id,
+                "unk_id": tokenizer.unk_id,
+            },
             labels=plan.labels,
             embedding=settings.as_manifest() if settings else None,
         )
         if not with_weights:
             return record
-        parity, optimize = self.onnx(model, source, tokenizer, plan.head, reuse, root)
+        parity, optimize = self.onnx(model, source, tokenizer, plan, reuse, root)
         seconds = time.monotonic() - started
         self.outcomes.append(ModelOutcome(model.name, reuse is None, seconds, parity))
         self.progress(f"  {model.name}: done in {seconds:.1f}s")
@@ -342,7 +361,7 @@ class _ModelBuilder:
                 **({"optimize": optimize} if optimize is not None else {}),
             },
             # reused files were hashed against the previous manifest by _reusable already
-            artifacts=dict(reuse.artifacts) if reuse else artifact_hashes(model, root),
+            artifacts=dict(reuse.artifacts) if reuse else artifact_hashes(plan, root),
             parity=parity,
         )
 
@@ -370,6 +389,7 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
     sources: dict[str, ResolvedSource] = {}
     checked: dict[str, CheckedInputs] = {}
     embedding: dict[str, EmbeddingSettings] = {}
+    activation: dict[str, Setting[str]] = {}
     for model in spec.models:
         if model.task == "text-generation":
             continue
@@ -381,10 +401,15 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
             max_length = embedding[model.name].max_sequence_length.value
         checked[model.name] = check_inputs(spec, model, source, max_length)
         sources[model.name] = source
+        if model.task == "text-reranking":
+            with located(spec.where(model, "source")):
+                activation[model.name] = reranking_activation(
+                    model.activation, checked[model.name].hf_config, source.directory
+                )
     if replacing:
         protected = [source.directory for source in sources.values()]
         check_output_folder(repo, spec_file=spec.path, model_names=names, protected=protected)
-    return Prepared(sources, checked, embedding)
+    return Prepared(sources, checked, embedding, activation)
 
 
 def _stage(

@@ -1,11 +1,15 @@
 """The Triton models one spec entry becomes, as tensor specs, and the ensemble that wires them.
 
-``<name>``              ensemble:  TEXT -> EMBEDDING | LABEL, SCORES
-``<name>_tokenizer``    python (dynamic batching, length buckets):
-                                   TEXT -> input_ids, attention_mask[, token_type_ids]
+``<name>``              ensemble: the task's contract (README, "Served contracts")
+``<name>_tokenizer``    python (dynamic batching, length buckets): TEXT, or a pair (TEXT and
+                        TEXT_PAIR; QUERY and TEXT) -> input_ids, attention_mask[,
+                        token_type_ids][, offsets, special_tokens_mask]
 ``<name>_onnx``         onnxruntime: token tensors -> EMBEDDING (pooling, L2 norm in the graph)
-                                                   | SCORES (softmax in the graph)
-``<name>_postprocess``  python:    SCORES -> LABEL (classification only: it makes strings)
+                        | SCORES (softmax) | SCORE (sigmoid or none) | TOKEN_SCORES (softmax
+                        per token)
+``<name>_postprocess``  python, only where strings are made: SCORES -> LABEL
+                        (text-classification); text, offsets, tokens, TOKEN_SCORES -> ENTITIES
+                        (token-classification)
 
 Each task has one planner (``PLANNERS``): the members after the tokenizer and the graph, and
 its ensemble.
@@ -21,12 +25,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from builder.errors import EnsembleError, SpecError
-from builder.heads import GraphHead, head_for
-from builder.model_files import EmbeddingSettings, HFConfig, resolve_embedding
+from builder.heads import GraphHead, embedding_head
+from builder.model_files import (
+    EmbeddingSettings,
+    HFConfig,
+    Setting,
+    reranking_activation,
+    resolve_embedding,
+)
 from builder.registry import REGISTRY, Architecture, ExportRegistry
 from builder.spec import MEMBER_SUFFIXES, DynamicBatching, ModelSpec, Spec
 
 __all__ = [
+    "TOKENIZER_FILE",
     "EnsembleStep",
     "MemberPlan",
     "ModelPlan",
@@ -38,6 +49,9 @@ __all__ = [
     "plan_model",
     "plan_vllm",
 ]
+
+
+TOKENIZER_FILE = "tokenizer.json"
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class MemberPlan:
     dynamic_batching: DynamicBatching | None
     parameters: tuple[tuple[str, str], ...] = ()
     default_model_filename: str | None = None
+    code: str | None = None  # a Python member's code: a key of ``builder.write``'s _CODE
+    files: tuple[str, ...] = ()  # exported files it needs in its version folder
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,7 @@ class TokenizerInfo:
 
     pad_token: str
     pad_id: int
+    unk_id: int | None = None  # transformers' unk_token_id (entity words of unknown tokens)
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,13 @@ class ModelPlan:
 
 
 TEXT = TensorSpec("TEXT", "TYPE_STRING", (1,))
+TEXT_PAIR = TensorSpec("TEXT_PAIR", "TYPE_STRING", (1,))
+QUERY = TensorSpec("QUERY", "TYPE_STRING", (1,))
+LABEL = TensorSpec("LABEL", "TYPE_STRING", (1,))
+ENTITIES = TensorSpec("ENTITIES", "TYPE_STRING", (1,))
+# what the tokenizer also gives a token-classification ensemble's entity grouping
+OFFSETS = TensorSpec("offsets", "TYPE_INT64", (-1, 2))
+SPECIAL_TOKENS_MASK = TensorSpec("special_tokens_mask", "TYPE_INT64", (-1,))
 
 
 # default max_text_bytes per token of max_sequence_length: generous (a token is a few bytes),
@@ -154,74 +178,186 @@ def _step(member: MemberPlan, **renames: str) -> EnsembleStep:
 
 @dataclass(frozen=True)
 class _Common:
-    """What every task's planner starts from: the entry, its members' shared facts."""
+    """What every task's planner starts from: the entry, the facts its members share, the
+    ONNX member (whose output the registry's task entry decides) and a tokenizer maker."""
 
     spec: Spec
     model: ModelSpec
     hf_config: HFConfig
-    tokenizer: MemberPlan
+    architecture: Architecture
+    tokenizer_info: TokenizerInfo
+    max_length: int
+    settings: EmbeddingSettings | None
+    activation: Setting[str] | None
     onnx: MemberPlan
-    head: GraphHead
+
+    def tokenizer(
+        self, texts: tuple[TensorSpec, ...] = (TEXT,), extra: tuple[TensorSpec, ...] = ()
+    ) -> MemberPlan:
+        """The tokenizer member: ``texts`` (one text, or a pair) -> the model's token tensors
+        and ``extra`` (offsets, special tokens mask: their names are their Encoding fields)."""
+        model, settings = self.model, self.model.tokenizer
+        fields = [[i.name, i.encoding_field] for i in self.architecture.inputs]
+        fields += [[t.name, t.name] for t in extra]
+        max_bytes = model.max_text_bytes or self.max_length * TEXT_BYTES_PER_TOKEN
+        token_tensors = tuple(
+            TensorSpec(n, "TYPE_INT64", (-1,)) for n in self.architecture.input_names
+        )
+        return MemberPlan(
+            name=f"{model.name}_tokenizer",
+            backend="python",
+            max_batch_size=model.max_batch_size,
+            inputs=texts,
+            outputs=token_tensors + extra,
+            instance_count=settings.instances,
+            instance_kind="KIND_CPU",
+            dynamic_batching=DynamicBatching(max_queue_delay_us=settings.max_queue_delay_us),
+            parameters=(
+                ("bucket", str(min(settings.bucket, self.max_length))),
+                ("encoding_fields", json.dumps(fields)),
+                ("max_sequence_length", str(self.max_length)),
+                ("max_text_bytes", str(max_bytes)),
+                ("pad_id", str(self.tokenizer_info.pad_id)),
+                ("text_inputs", json.dumps([t.name for t in texts])),
+                ("tokenizer_file", TOKENIZER_FILE),
+            ),
+            code="tokenizer",
+        )
+
+    def python_member(
+        self,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        parameters: tuple[tuple[str, str], ...],
+        code: str,
+        files: tuple[str, ...] = (),
+    ) -> MemberPlan:
+        """The ``_postprocess`` member: a Python model that makes strings."""
+        return MemberPlan(
+            name=f"{self.model.name}_postprocess",
+            backend="python",
+            max_batch_size=self.model.max_batch_size,
+            inputs=inputs,
+            outputs=outputs,
+            instance_count=1,
+            instance_kind="KIND_CPU",
+            dynamic_batching=None,
+            parameters=parameters,
+            code=code,
+            files=files,
+        )
+
+    def plan(
+        self,
+        tokenizer: MemberPlan,
+        head: GraphHead,
+        inputs: tuple[TensorSpec, ...],
+        outputs: tuple[TensorSpec, ...],
+        postprocess: MemberPlan | None = None,
+        labels: tuple[str, ...] | None = None,
+    ) -> ModelPlan:
+        """tokenizer -> ONNX [-> postprocess], each step's tensors under their own names."""
+        extra = (postprocess,) if postprocess is not None else ()
+        label_json = json.dumps(list(labels), ensure_ascii=False) if labels else None
+        return ModelPlan(
+            spec=self.model,
+            tokenizer=tokenizer,
+            onnx=self.onnx,
+            postprocess=postprocess,
+            head=head,
+            ensemble_inputs=inputs,
+            ensemble_outputs=outputs,
+            steps=tuple(_step(m) for m in (tokenizer, self.onnx, *extra)),
+            ensemble_parameters=(("labels", label_json),) if label_json else (),
+            labels=labels,
+        )
 
 
 def _plan_embedding(common: _Common) -> ModelPlan:
-    """tokenizer -> graph (pooling and normalisation inside): EMBEDDING."""
-    return ModelPlan(
-        spec=common.model,
-        tokenizer=common.tokenizer,
-        onnx=common.onnx,
-        postprocess=None,
-        head=common.head,
-        ensemble_inputs=(TEXT,),
-        ensemble_outputs=common.onnx.outputs,
-        steps=(_step(common.tokenizer), _step(common.onnx)),
-        ensemble_parameters=(),
-        labels=None,
-    )
+    """TEXT -> tokenizer -> graph (pooling and normalisation inside): EMBEDDING."""
+    settings = common.settings
+    if settings is None:  # the spec alone (no source files)
+        model = common.model
+        settings = resolve_embedding(
+            model.pooling, model.normalize, model.max_sequence_length, None, 0
+        )
+    return common.plan(common.tokenizer(), embedding_head(settings), (TEXT,), common.onnx.outputs)
 
 
 def _plan_classification(common: _Common) -> ModelPlan:
-    """tokenizer -> graph (softmax inside): SCORES -> postprocess: LABEL (a string)."""
+    """TEXT [, TEXT_PAIR] -> tokenizer -> graph (softmax inside): SCORES -> postprocess:
+    LABEL (a string)."""
     model = common.model
     labels = _labels(model, common.hf_config, common.spec.where(model, "labels"))
+    texts = (TEXT, TEXT_PAIR) if model.pair else (TEXT,)
     (scores,) = common.onnx.outputs
     label_json = json.dumps(list(labels), ensure_ascii=False)
-    post = MemberPlan(
-        name=f"{model.name}_postprocess",
-        backend="python",
-        max_batch_size=model.max_batch_size,
-        inputs=(scores,),
-        outputs=(TensorSpec("LABEL", "TYPE_STRING", (1,)),),
-        instance_count=1,
-        instance_kind="KIND_CPU",
-        dynamic_batching=None,
-        parameters=(("labels", label_json), ("task", model.task)),
+    post = common.python_member(
+        (scores,), (LABEL,), (("labels", label_json), ("task", model.task)), "postprocess"
     )
-    return ModelPlan(
-        spec=model,
-        tokenizer=common.tokenizer,
-        onnx=common.onnx,
-        postprocess=post,
-        head=common.head,
-        ensemble_inputs=(TEXT,),
-        ensemble_outputs=(post.outputs[0], scores),
-        steps=(_step(common.tokenizer), _step(common.onnx), _step(post)),
-        ensemble_parameters=(("labels", label_json),),
-        labels=labels,
+    return common.plan(
+        common.tokenizer(texts), GraphHead("softmax"), texts, (LABEL, scores), post, labels
     )
 
 
+def _plan_reranking(common: _Common) -> ModelPlan:
+    """(QUERY, TEXT) pairs -> tokenizer -> graph (the activation inside): SCORE."""
+    model = common.model
+    activation = common.activation or reranking_activation(model.activation, common.hf_config)
+    head = GraphHead("sigmoid" if activation.value == "sigmoid" else "identity")
+    texts = (QUERY, TEXT)
+    return common.plan(common.tokenizer(texts), head, texts, common.onnx.outputs)
+
+
+def _plan_token_classification(common: _Common) -> ModelPlan:
+    """TEXT -> tokenizer (+ offsets, special tokens mask) -> graph (softmax per token):
+    TOKEN_SCORES -> postprocess (entity grouping, with the tokenizer): ENTITIES (JSON)."""
+    model, architecture = common.model, common.architecture
+    labels = _labels(model, common.hf_config, common.spec.where(model, "labels"))
+    tokenizer = common.tokenizer(extra=(OFFSETS, SPECIAL_TOKENS_MASK))
+    by_name = {t.name: t for t in tokenizer.outputs}
+    ids = by_name[architecture.named("token_ids") or "input_ids"]
+    mask = by_name[architecture.mask_name]
+    (scores,) = common.onnx.outputs
+    unk = common.tokenizer_info.unk_id
+    post = common.python_member(
+        (TEXT, ids, mask, OFFSETS, SPECIAL_TOKENS_MASK, scores),
+        (ENTITIES,),
+        (
+            ("aggregation", model.effective_aggregation),
+            ("labels", json.dumps(list(labels), ensure_ascii=False)),
+            ("task", model.task),
+            ("tokenizer_file", TOKENIZER_FILE),
+            ("unk_id", "" if unk is None else str(unk)),
+        ),
+        "entities",
+        files=(TOKENIZER_FILE,),
+    )
+    return common.plan(tokenizer, GraphHead("softmax"), (TEXT,), (ENTITIES,), post, labels)
+
+
+@dataclass(frozen=True)
+class TaskPlanner:
+    """A task's planner and the suffixes of the members its ensemble has."""
+
+    plan: Callable[[_Common], ModelPlan]
+    suffixes: tuple[str, ...]
+
+
+_TWO = ("_tokenizer", "_onnx")
 # One planner per task: its members after the tokenizer and the graph, and its ensemble.
-PLANNERS: dict[str, Callable[[_Common], ModelPlan]] = {
-    "text-embedding": _plan_embedding,
-    "text-classification": _plan_classification,
+PLANNERS: dict[str, TaskPlanner] = {
+    "text-embedding": TaskPlanner(_plan_embedding, _TWO),
+    "text-classification": TaskPlanner(_plan_classification, MEMBER_SUFFIXES),
+    "text-reranking": TaskPlanner(_plan_reranking, _TWO),
+    "token-classification": TaskPlanner(_plan_token_classification, MEMBER_SUFFIXES),
 }
 
 
 def member_suffixes(task: str) -> tuple[str, ...]:
     """The suffixes of the member models ``task``'s ensemble has (``builder.spec`` reserves
     every suffix for every entry)."""
-    return ("_tokenizer", "_onnx") if task == "text-embedding" else MEMBER_SUFFIXES
+    return PLANNERS[task].suffixes
 
 
 def plan_model(
@@ -232,58 +368,34 @@ def plan_model(
     settings: EmbeddingSettings | None = None,
     registry: ExportRegistry = REGISTRY,
     architecture: Architecture | None = None,
+    activation: Setting[str] | None = None,
 ) -> ModelPlan:
     """Tensor specs of every member of ``model`` and the checked ensemble over them.
 
-    ``architecture``: the registry entry the pipeline looked up once (else looked up here).
+    ``settings``: an embedding's resolved pooling, normalisation and length; ``activation``:
+    a reranker's resolved activation (both from the source's files; else from the spec
+    alone). ``architecture``: the registry entry the pipeline looked up once (else here).
     """
     architecture = architecture or registry.architecture(hf_config.model_type)
     task = registry.task(model.task)
     kind = "KIND_GPU" if spec.target_of(model) == "gpu" else "KIND_CPU"
-    batch = model.max_batch_size
-    token_tensors = tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in architecture.input_names)
-    if model.task == "text-embedding" and settings is None:  # the spec alone (no source files)
-        settings = resolve_embedding(
-            model.pooling, model.normalize, model.max_sequence_length, None, 0
-        )
     max_length = settings.max_sequence_length.value if settings else model.max_sequence_length
-    output = TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config))
-    tokenizer_settings = model.tokenizer
-    tok = MemberPlan(
-        name=f"{model.name}_tokenizer",
-        backend="python",
-        max_batch_size=batch,
-        inputs=(TEXT,),
-        outputs=token_tensors,
-        instance_count=tokenizer_settings.instances,
-        instance_kind="KIND_CPU",
-        dynamic_batching=DynamicBatching(max_queue_delay_us=tokenizer_settings.max_queue_delay_us),
-        parameters=(
-            ("bucket", str(min(tokenizer_settings.bucket, max_length))),
-            (
-                "encoding_fields",
-                json.dumps([[i.name, i.encoding_field] for i in architecture.inputs]),
-            ),
-            ("max_sequence_length", str(max_length)),
-            ("max_text_bytes", str(model.max_text_bytes or max_length * TEXT_BYTES_PER_TOKEN)),
-            ("pad_id", str(tokenizer.pad_id)),
-            ("tokenizer_file", "tokenizer.json"),
-        ),
-    )
     onnx = MemberPlan(
         name=f"{model.name}_onnx",
         backend="onnxruntime",
-        max_batch_size=batch,
-        inputs=token_tensors,
-        outputs=(output,),
+        max_batch_size=model.max_batch_size,
+        inputs=tuple(TensorSpec(n, "TYPE_INT64", (-1,)) for n in architecture.input_names),
+        outputs=(TensorSpec(task.output_name, "TYPE_FP32", task.output_dims(hf_config)),),
         instance_count=model.instances,
         instance_kind=kind,
         dynamic_batching=model.dynamic_batching,
         default_model_filename="model.onnx",
         parameters=onnx_threads(model, spec.defaults.cores),
     )
-    common = _Common(spec, model, hf_config, tok, onnx, head_for(task, settings))
-    plan = PLANNERS[model.task](common)
+    common = _Common(
+        spec, model, hf_config, architecture, tokenizer, max_length, settings, activation, onnx
+    )
+    plan = PLANNERS[model.task].plan(common)
     check_ensemble(plan)
     return plan
 

@@ -86,6 +86,9 @@ class Architecture:
         return total
 
 
+Output = Literal["hidden", "labels", "token_labels", "score"]
+
+
 @dataclass(frozen=True)
 class TaskExport:
     """What one task exports from the HF model: which class to load, which of its outputs the
@@ -95,12 +98,21 @@ class TaskExport:
     auto_class: str  # attribute name in ``transformers``
     raw_output: str  # the HF output the head reads: "last_hidden_state" | "logits"
     output_name: str  # the exported graph's one output, as served
+    # the output per batch item: [hidden] | [labels] | [tokens, labels] | [1]
+    output: Output = "labels"
+    # the config.json ``architectures`` suffix of a checkpoint that has this task's head
+    # (None: any encoder); a checkpoint without it would get a random head from transformers
+    head_class: str | None = None
     rtol: float = 1e-4  # parity's default relative tolerance (export.rtol overrides it)
 
     def output_dims(self, hf_config: HFConfig) -> tuple[int, ...]:
         """Dims of the graph's output per batch item."""
-        if self.raw_output == "last_hidden_state":
+        if self.output == "hidden":
             return (hf_config.hidden_size,)
+        if self.output == "token_labels":
+            return (-1, hf_config.num_labels)
+        if self.output == "score":
+            return (1,)
         return (hf_config.num_labels,)
 
 
@@ -150,7 +162,21 @@ REGISTRY = ExportRegistry(
         Architecture("modernbert", _IDS_AND_MASK),
     ],
     tasks=[
-        TaskExport("text-embedding", "AutoModel", "last_hidden_state", "EMBEDDING"),
-        TaskExport("text-classification", "AutoModelForSequenceClassification", "logits", "SCORES"),
+        TaskExport("text-embedding", "AutoModel", "last_hidden_state", "EMBEDDING", "hidden"),
+        TaskExport(
+            "text-classification",
+            "AutoModelForSequenceClassification",
+            "logits",
+            "SCORES",
+            head_class="ForSequenceClassification",
+        ),
+        TaskExport(
+            "text-reranking",
+            "AutoModelForSequenceClassification",
+            "logits",
+            "SCORE",
+            "score",
+            head_class="ForSequenceClassification",
+        ),
     ],
 )

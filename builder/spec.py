@@ -36,9 +36,19 @@ __all__ = [
 ]
 
 Target = Literal["cpu", "gpu"]
-Task = Literal["text-embedding", "text-classification", "text-generation"]
+Task = Literal[
+    "text-embedding",
+    "text-classification",
+    "text-reranking",
+    "token-classification",
+    "text-generation",
+]
 Backend = Literal["onnx", "vllm"]
 Pooling = Literal["mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken"]
+# a reranker's score: CrossEncoder.predict's activation (sigmoid for one-label models)
+Activation = Literal["sigmoid", "none"]
+# transformers' TokenClassificationPipeline aggregation strategies
+Aggregation = Literal["none", "simple", "first", "average", "max"]
 
 # A name becomes a folder in the repository and part of member names: keep it boring.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -106,6 +116,17 @@ class ExportSettings(_Frozen):
         return value
 
 
+# keys that only some tasks take
+_TASK_ONLY_KEYS = {
+    "pooling": ("text-embedding",),
+    "normalize": ("text-embedding",),
+    "labels": ("text-classification", "token-classification"),
+    "pair": ("text-classification",),
+    "activation": ("text-reranking",),
+    "aggregation": ("token-classification",),
+}
+
+
 class ModelSpec(_Frozen):
     """One entry of ``models:``; it becomes an ensemble named ``name`` plus its members."""
 
@@ -128,6 +149,14 @@ class ModelSpec(_Frozen):
     pooling: Pooling | None = None
     normalize: bool | None = None
     labels: tuple[str, ...] | None = None
+    # text-classification: the model reads a pair of texts (TEXT, TEXT_PAIR), e.g. NLI
+    pair: bool | None = None
+    # text-reranking: the score's activation; None: the model's own (sentence-transformers'
+    # CrossEncoder default: config.json's sentence_transformers.activation_fn, else sigmoid)
+    activation: Activation | None = None
+    # token-classification: how tokens become entities (transformers' aggregation_strategy);
+    # None: simple
+    aggregation: Aggregation | None = None
     engine: dict[str, Any] | None = None
     report_metrics: bool = True
 
@@ -180,12 +209,7 @@ class ModelSpec(_Frozen):
             raise ValueError(f"'source' is required for task {self.task}")
         if self.engine is not None:
             raise ValueError("'engine' applies only to task text-generation with backend vllm")
-        if self.task != "text-embedding":
-            for key in ("pooling", "normalize"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"'{key}' applies only to task text-embedding")
-        if self.task != "text-classification" and self.labels is not None:
-            raise ValueError("'labels' applies only to task text-classification")
+        self._task_only_keys()
         batching = self.dynamic_batching
         if batching and any(s > self.max_batch_size for s in batching.preferred_batch_sizes):
             raise ValueError(
@@ -193,6 +217,12 @@ class ModelSpec(_Frozen):
                 f"max_batch_size ({self.max_batch_size})"
             )
         return self
+
+    def _task_only_keys(self) -> None:
+        for key, tasks in _TASK_ONLY_KEYS.items():
+            if self.task not in tasks and getattr(self, key) is not None:
+                which = "task " if len(tasks) == 1 else "tasks "
+                raise ValueError(f"'{key}' applies only to {which}{' and '.join(tasks)}")
 
     def _generation_keys(self) -> ModelSpec:
         if self.backend != "vllm":
@@ -213,7 +243,10 @@ class ModelSpec(_Frozen):
             "export": "vLLM models are not exported",
             "pooling": "applies only to task text-embedding",
             "normalize": "applies only to task text-embedding",
-            "labels": "applies only to task text-classification",
+            "labels": "applies only to tasks text-classification and token-classification",
+            "pair": "applies only to task text-classification",
+            "activation": "applies only to task text-reranking",
+            "aggregation": "applies only to task token-classification",
             "target": "vLLM picks its device; the instance kind is KIND_MODEL",
         }
         for key, reason in reasons.items():
@@ -228,6 +261,10 @@ class ModelSpec(_Frozen):
     @property
     def effective_normalize(self) -> bool:
         return True if self.normalize is None else self.normalize
+
+    @property
+    def effective_aggregation(self) -> Aggregation:
+        return self.aggregation or "simple"
 
 
 class SpecDefaults(_Frozen):

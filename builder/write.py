@@ -17,7 +17,6 @@ from builder.manifest import MANIFEST
 from builder.output import GITIGNORE_HEADER
 from builder.plan import ModelPlan
 from builder.sources import file_sha256
-from builder.spec import ModelSpec
 
 __all__ = [
     "GITIGNORE",
@@ -38,10 +37,12 @@ GITIGNORE = f"""\
 !*/1/model.json
 /{MANIFEST}
 """
-# Files a Python member gets in its version folder: its model.py and the shared pure module.
+# Files a Python member gets in its version folder (by its plan's ``code``): its model.py and
+# the pure modules it imports.
 _CODE = {
     "tokenizer": ("tokenizer/model.py", "text_ops.py"),
     "postprocess": ("postprocess/model.py", "text_ops.py"),
+    "entities": ("entities/model.py", "token_ops.py", "text_ops.py"),
 }
 
 
@@ -59,24 +60,26 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_configs_and_code(plan: ModelPlan, configs: dict[str, str], root: Path) -> None:
+    """Configs, each Python member's code, and the exported files a member needs besides the
+    tokenizer member (hard links to the tokenizer member's, which must be written already)."""
     for name, text in configs.items():
         write_text(root / name / "config.pbtxt", text)
-    python_members = [("tokenizer", plan.tokenizer)]
-    if plan.postprocess is not None:
-        python_members.append(("postprocess", plan.postprocess))
-    for kind, member in python_members:
-        for rel in _CODE[kind]:
+    for member in plan.members:
+        for rel in _CODE[member.code] if member.code else ():
             target = root / member.name / "1" / Path(rel).name
             write_text(target, (BACKENDS_DIR / rel).read_text(encoding="utf-8"))
+        if member is not plan.tokenizer:
+            for name in member.files:
+                link(root / plan.tokenizer.name / "1" / name, root / member.name / "1" / name)
     write_text(root / plan.spec.name / "1" / ".keep", "")
 
 
-def artifact_hashes(model: ModelSpec, root: Path) -> dict[str, str]:
-    """sha256 of a model's exported files (ONNX and tokenizer), by path in the repository."""
+def artifact_hashes(plan: ModelPlan, root: Path) -> dict[str, str]:
+    """sha256 of a model's exported files (ONNX, tokenizer files), by path in the repository."""
     weights = sorted(
         path
-        for folder in (f"{model.name}_onnx", f"{model.name}_tokenizer")
-        for path in (root / folder / "1").iterdir()
+        for member in plan.members
+        for path in (root / member.name / "1").iterdir()
         if path.is_file() and path.suffix != ".py"
     )
     return {path.relative_to(root).as_posix(): file_sha256(path) for path in weights}

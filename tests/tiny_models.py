@@ -108,6 +108,14 @@ def _config(model_type: str, num_labels: int, id2label: dict[int, str] | None) -
     raise ValueError(f"no tiny config for {model_type!r}")
 
 
+# the HF class each task's tiny model is made with (text-embedding: the bare encoder)
+_AUTO_CLASSES = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "text-reranking": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
+
+
 def make_model(
     directory: Path,
     model_type: str = "bert",
@@ -115,17 +123,26 @@ def make_model(
     num_labels: int = 3,
     id2label: dict[int, str] | None = None,
     seed: int = 0,
+    head_scale: float = 1.0,
 ) -> Path:
-    """Save a tiny random ``model_type`` model for ``task`` plus a tokenizer in ``directory``."""
+    """Save a tiny random ``model_type`` model for ``task`` plus a tokenizer in ``directory``.
+
+    A text-reranking model has one label. ``head_scale`` multiplies the classifier's weights:
+    a random head's logits are nearly equal, a scaled one's are spread (clear winners)."""
     import torch
     import transformers
 
     torch.manual_seed(seed)
+    if task == "text-reranking":
+        num_labels, id2label = 1, None
     config = _config(model_type, num_labels, id2label)
-    if task == "text-classification":
-        model = transformers.AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = transformers.AutoModel.from_config(config)
+    auto = getattr(transformers, _AUTO_CLASSES.get(task, "AutoModel"))
+    model = auto.from_config(config)
+    if head_scale != 1.0:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name.startswith("classifier") and name.endswith("weight"):
+                    parameter.mul_(head_scale)
     model.save_pretrained(str(directory))
     write_tokenizer(directory)
     return directory

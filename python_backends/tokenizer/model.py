@@ -1,9 +1,12 @@
-"""Triton Python model: TEXT -> token tensors, with the HF tokenizer in this version folder.
+"""Triton Python model: TEXT (or a pair: TEXT and TEXT_PAIR, QUERY and TEXT) -> token tensors,
+with the HF tokenizer in this version folder.
 
 The dynamic batcher hands ``execute`` several requests at once: their texts are tokenized in
 one call and padded to one length (the longest, rounded up to the ``bucket`` parameter), so
 every response of the batch has the same shape and the model member's batcher can merge them.
-A request with bad input gets its own error; the others are answered.
+A request with bad input gets its own error; the others are answered. With two text inputs
+(the ``text_inputs`` parameter), row i of both is one pair, tokenized as the tokenizer joins
+pairs and truncated ``longest_first`` (as transformers' ``tokenizer(a, b, truncation=True)``).
 """
 
 import json
@@ -31,11 +34,25 @@ class TritonPythonModel:
         text_ops.configure_tokenizer(self.tokenizer, self.max_length)
         # [[output name, tokenizers Encoding field], ...], from the architecture's registry entry
         self.fields = [tuple(pair) for pair in json.loads(params["encoding_fields"])]
+        # the text inputs: ["TEXT"], or a pair such as ["TEXT", "TEXT_PAIR"]
+        self.inputs = json.loads(params.get("text_inputs", '["TEXT"]'))
+
+    def _read(self, request, name):
+        raw = pb_utils.get_input_tensor_by_name(request, name).as_numpy()
+        return text_ops.decode_texts(raw, self.max_bytes, name)
 
     def _texts(self, request):
-        raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy()
-        texts = text_ops.decode_texts(raw, self.max_bytes)
-        return text_ops.cut_texts(self.tokenizer, texts, self.max_length)
+        if len(self.inputs) == 1:
+            texts = self._read(request, self.inputs[0])
+            return text_ops.cut_texts(self.tokenizer, texts, self.max_length)
+        first, second = (self._read(request, name) for name in self.inputs)
+        if len(first) != len(second):
+            raise text_ops.BadInput(
+                f"{self.inputs[0]} has {len(first)} rows but {self.inputs[1]} has "
+                f"{len(second)}: one pair per row"
+            )
+        pairs = list(zip(first, second, strict=True))
+        return text_ops.cut_pairs(self.tokenizer, pairs, self.max_length)
 
     def execute(self, requests):
         responses = [None] * len(requests)

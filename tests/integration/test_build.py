@@ -18,21 +18,30 @@ from tests.tiny_models import make_model
 
 pytestmark = pytest.mark.slow
 
-# Every registered architecture must appear here (Optimum's test_all_models_tested).
+ARCHITECTURES = (
+    "bert",
+    "roberta",
+    "distilbert",
+    "xlm-roberta",
+    "mpnet",
+    "deberta-v2",
+    "electra",
+    "modernbert",
+)
+# Every registered architecture and task must appear here (Optimum's test_all_models_tested).
+# Each architecture has its own token-classification class; a reranker is a one-label
+# sequence classifier, so it runs on the architectures rerankers are published on.
 EXPORT_MATRIX = [
     (model_type, task)
-    for model_type in (
-        "bert",
-        "roberta",
-        "distilbert",
-        "xlm-roberta",
-        "mpnet",
-        "deberta-v2",
-        "electra",
-        "modernbert",
-    )
+    for model_type in ARCHITECTURES
     for task in ("text-embedding", "text-classification")
-]
+] + [(model_type, "text-reranking") for model_type in ("bert", "xlm-roberta", "deberta-v2")]
+OUTPUTS = {
+    "text-embedding": ("EMBEDDING", {"kind": "pool", "pooling": "mean", "normalize": True}),
+    "text-classification": ("SCORES", {"kind": "softmax"}),
+    "text-reranking": ("SCORE", {"kind": "sigmoid"}),
+    "token-classification": ("TOKEN_SCORES", {"kind": "softmax"}),
+}
 
 
 def quiet(message: str) -> None:
@@ -92,16 +101,13 @@ def test_export_matrix(tmp_path: Path, model_type: str, task: str) -> None:
     assert parity["max_abs_diff"] <= 1e-4
     # the graph's final output (pooling / softmax inside), compared with PyTorch's raw output
     # put through python_backends.text_ops
-    assert parity["output"] == ("EMBEDDING" if task == "text-embedding" else "SCORES")
     head = manifest["models"]["tiny"]["export"]["head"]
-    if task == "text-embedding":
-        assert head == {"kind": "pool", "pooling": "mean", "normalize": True}
-    else:
-        assert head == {"kind": "softmax"}
+    assert (parity["output"], head) == OUTPUTS[task]
     # parity ran on shapes unlike the export example (batch 2, length 8, unpadded)
     assert parity["cases"][0] == "batch 3, lengths [13, 7, 1]"
     assert parity["cases"][2] == "batch 1, lengths [64]"
     # and on real text tokenized as served: the built-in samples, the longest cut at 64
+    # (a reranker's: the samples paired with themselves in reverse order, both sides cut)
     assert parity["cases"][3].startswith("texts: batch 7, lengths [")
     assert parity["cases"][3].endswith(", 64]")
     onnx_files = sorted(p.name for p in (result.repository / "tiny_onnx" / "1").iterdir())

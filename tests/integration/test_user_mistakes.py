@@ -27,9 +27,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Model folders: good, no tokenizer, tokenizer bigger than the model, gpt2."""
+    """Model folders: good (an encoder), a classifier, no tokenizer, tokenizer bigger than the
+    model, gpt2."""
     root = tmp_path_factory.mktemp("mistake-models")
     good = make_model(root / "good", "bert", "text-embedding")
+    make_model(root / "classifier", "bert", "text-classification", num_labels=3)
     notok = root / "notok"
     shutil.copytree(good, notok)
     for name in TOKENIZER_FILES:
@@ -271,9 +273,25 @@ MISTAKES: dict[str, Mistake] = {
         ("refusing to write the repository to <root>/app.py/repo: <root>/app.py is a file",),
     ),
     "labels that do not fit the model": Mistake(
-        entry(task="text-classification", labels="[a, b]"),
+        entry(task="text-classification", labels="[a, b]", source="MODELS/classifier"),
         build(),
         ("<spec>: models[0].labels (model 'tiny'): 2 labels but the model has 3 outputs",),
+    ),
+    "a classification task on a model without its head": Mistake(
+        entry(task="text-classification"),
+        build(),
+        (
+            "<spec>: models[0].source (model 'tiny'): ",
+            "architectures ['BertModel']: the checkpoint has no text-classification head",
+        ),
+    ),
+    "a reranker with three labels": Mistake(
+        entry(task="text-reranking", source="MODELS/classifier"),
+        build(),
+        (
+            "<spec>: models[0].source (model 'tiny'): ",
+            "3 labels: a text-reranking model scores each pair with one logit",
+        ),
     ),
     "-o at a file": Mistake(
         GOOD,

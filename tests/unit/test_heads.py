@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from builder.heads import GraphHead, head_for
+from builder.heads import GraphHead, embedding_head
 from builder.model_files import resolve_embedding
-from builder.registry import REGISTRY
 from python_backends import text_ops
 
 
@@ -49,18 +48,32 @@ def test_pool_head_ignores_what_padded_positions_hold() -> None:
     assert clean.tolist() == padded.tolist()
 
 
-def test_softmax_head_equals_text_ops() -> None:
-    logits = np.random.default_rng(1).normal(scale=8.0, size=(5, 3)).astype(np.float32)
+@pytest.mark.parametrize("shape", [(5, 3), (4, 6, 5)])
+def test_softmax_head_equals_text_ops(shape: tuple[int, ...]) -> None:
+    # [batch, labels] (classification) and [batch, tokens, labels] (token classification)
+    logits = np.random.default_rng(1).normal(scale=8.0, size=shape).astype(np.float32)
     head = GraphHead("softmax")
     with torch.no_grad():
         traced = head.forward(torch.from_numpy(logits), None).numpy()
     np.testing.assert_allclose(traced, text_ops.softmax(logits), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(traced.sum(axis=-1), 1.0, rtol=1e-6)
 
 
-def test_head_for_each_task() -> None:
+@pytest.mark.parametrize("kind", ["sigmoid", "identity"])
+def test_reranker_heads_equal_text_ops(kind: str) -> None:
+    logits = np.random.default_rng(2).normal(scale=8.0, size=(6, 1)).astype(np.float32)
+    head = GraphHead(kind)  # type: ignore[arg-type]
+    with torch.no_grad():
+        traced = head.forward(torch.from_numpy(logits), None).numpy()
+        expected = torch.sigmoid(torch.from_numpy(logits)).numpy() if kind == "sigmoid" else logits
+    np.testing.assert_allclose(traced, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(head.reference(logits, None), expected, rtol=1e-6, atol=1e-7)  # type: ignore[arg-type]
+    assert head.as_manifest() == {"kind": kind}
+
+
+def test_embedding_head_and_manifest() -> None:
     settings = resolve_embedding("cls", False, 128, None, 0)
-    assert head_for(REGISTRY.task("text-embedding"), settings) == GraphHead("pool", "cls", False)
-    assert head_for(REGISTRY.task("text-classification"), None) == GraphHead("softmax")
+    assert embedding_head(settings) == GraphHead("pool", "cls", False)
     assert GraphHead("pool", "mean", True).as_manifest() == {
         "kind": "pool",
         "pooling": "mean",

@@ -78,6 +78,7 @@ def test_embedding_plan_bert() -> None:
         ("max_sequence_length", "256"),
         ("max_text_bytes", "262144"),
         ("pad_id", "0"),
+        ("text_inputs", '["TEXT"]'),
         ("tokenizer_file", "tokenizer.json"),
     )
     assert tok.default_model_filename is None
@@ -159,6 +160,7 @@ def test_tokenizer_parameters_follow_spec_and_tokenizer() -> None:
         "max_sequence_length": "128",
         "max_text_bytes": "131072",
         "pad_id": "1",
+        "text_inputs": '["TEXT"]',
         "tokenizer_file": "tokenizer.json",
     }
     assert plan.tokenizer.instance_count == 2
@@ -199,6 +201,18 @@ def test_classification_plan() -> None:
     assert plan.steps[2] == EnsembleStep(
         "clf_postprocess", (("SCORES", "SCORES"),), (("LABEL", "LABEL"),)
     )
+
+
+def test_pair_classification_plan_tokenizes_text_and_text_pair() -> None:
+    plan = plan_for(classifier(", pair: true"), {"model_type": "bert", "num_labels": 3})
+    pair = TensorSpec("TEXT_PAIR", "TYPE_STRING", (1,))
+    assert plan.ensemble_inputs == (TEXT, pair)
+    assert plan.tokenizer.inputs == (TEXT, pair)
+    assert dict(plan.tokenizer.parameters)["text_inputs"] == '["TEXT", "TEXT_PAIR"]'
+    assert plan.steps[0].input_map == (("TEXT", "TEXT"), ("TEXT_PAIR", "TEXT_PAIR"))
+    # the rest is text-classification's: softmax in the graph, LABEL from the postprocess
+    assert plan.head == GraphHead("softmax")
+    assert [t.name for t in plan.ensemble_outputs] == ["LABEL", "SCORES"]
 
 
 def test_labels_json_keeps_unicode() -> None:

@@ -49,7 +49,11 @@ def test_supported_lists_are_sorted() -> None:
         "roberta",
         "xlm-roberta",
     )
-    assert REGISTRY.tasks == ("text-classification", "text-embedding")
+    assert REGISTRY.tasks == (
+        "text-classification",
+        "text-embedding",
+        "text-reranking",
+    )
 
 
 def test_tasks() -> None:
@@ -65,6 +69,14 @@ def test_tasks() -> None:
         classification.raw_output,
         classification.output_name,
     ) == ("AutoModelForSequenceClassification", "logits", "SCORES")
+    config = hf({"num_labels": 1})
+    reranking = REGISTRY.task("text-reranking")
+    assert (reranking.auto_class, reranking.output_name) == (
+        "AutoModelForSequenceClassification",
+        "SCORE",
+    )
+    assert reranking.output_dims(config) == (1,)
+    assert REGISTRY.task("text-embedding").head_class is None
 
 
 def test_unknown_architecture_lists_the_supported_ones() -> None:
@@ -81,7 +93,7 @@ def test_unknown_task_lists_the_supported_ones() -> None:
         REGISTRY.task("summarization")
     assert str(caught.value) == (
         "task 'summarization' is not supported for export; "
-        "supported: text-classification, text-embedding"
+        "supported: text-classification, text-embedding, text-reranking"
     )
 
 

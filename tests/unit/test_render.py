@@ -53,6 +53,11 @@ models:
     source: ./sentiment
     target: gpu
     labels: [negative, positive]
+  - name: nli
+    task: text-classification
+    pair: true
+    source: ./nli
+    max_sequence_length: 128
 """
 
 
@@ -67,11 +72,18 @@ HF_CONFIGS = {
         "dim": 768,
         "id2label": {"0": "NEGATIVE", "1": "POSITIVE"},
     },
+    "nli": {
+        "model_type": "bert",
+        "hidden_size": 32,
+        "id2label": {"0": "entailment", "1": "neutral", "2": "contradiction"},
+    },
 }
 MEMBERS = {
     "minilm": ["minilm", "minilm_onnx", "minilm_tokenizer"],
     "sentiment": ["sentiment", "sentiment_onnx", "sentiment_postprocess", "sentiment_tokenizer"],
+    "nli": ["nli", "nli_onnx", "nli_postprocess", "nli_tokenizer"],
 }
+GOLDEN_MEMBERS = [name for names in MEMBERS.values() for name in names]
 
 
 def render_golden_models() -> dict[str, str]:
@@ -167,11 +179,11 @@ def test_labels_with_unicode_line_separators_render(separator: str) -> None:
 
 def test_rendered_models_are_the_expected_set() -> None:
     configs = render_golden_models()
-    assert sorted(configs) == sorted(MEMBERS["minilm"] + MEMBERS["sentiment"])
+    assert sorted(configs) == sorted(GOLDEN_MEMBERS)
     assert sorted(p.stem for p in GOLDEN_DIR.glob("*.pbtxt")) == sorted(configs)
 
 
-@pytest.mark.parametrize("name", MEMBERS["minilm"] + MEMBERS["sentiment"])
+@pytest.mark.parametrize("name", GOLDEN_MEMBERS)
 def test_config_matches_golden(name: str) -> None:
     text = render_golden_models()[name]
     golden = (GOLDEN_DIR / f"{name}.pbtxt").read_text(encoding="utf-8")
@@ -186,7 +198,7 @@ def test_config_matches_golden(name: str) -> None:
     assert text == golden, diff
 
 
-@pytest.mark.parametrize("name", MEMBERS["minilm"] + MEMBERS["sentiment"])
+@pytest.mark.parametrize("name", GOLDEN_MEMBERS)
 def test_config_parses_and_names_itself(name: str) -> None:
     config = parse_config(render_golden_models()[name])
     assert config.name == name

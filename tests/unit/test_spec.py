@@ -209,8 +209,8 @@ BAD_SPECS = {
     ),
     "bad task": (
         one_model(task="foo"),
-        "models[0].task (model 'a'): Input should be 'text-embedding', "
-        "'text-classification' or 'text-generation' (got \"foo\")",
+        "models[0].task (model 'a'): Input should be 'text-embedding', 'text-classification', "
+        "'text-reranking', 'token-classification' or 'text-generation' (got \"foo\")",
     ),
     "bad pooling": (
         one_model("pooling: weighted"),
@@ -282,7 +282,29 @@ BAD_SPECS = {
     ),
     "labels on an embedding model": (
         one_model("labels: [x, y]"),
-        "models[0] (model 'a'): 'labels' applies only to task text-classification",
+        "models[0] (model 'a'): 'labels' applies only to tasks text-classification and "
+        "token-classification",
+    ),
+    "pair on an embedding model": (
+        one_model("pair: true"),
+        "models[0] (model 'a'): 'pair' applies only to task text-classification",
+    ),
+    "activation on a classification model": (
+        one_model("activation: sigmoid", task="text-classification"),
+        "models[0] (model 'a'): 'activation' applies only to task text-reranking",
+    ),
+    "aggregation on a reranker": (
+        one_model("aggregation: simple", task="text-reranking"),
+        "models[0] (model 'a'): 'aggregation' applies only to task token-classification",
+    ),
+    "unknown aggregation": (
+        one_model("aggregation: longest", task="token-classification"),
+        "models[0].aggregation (model 'a'): Input should be 'none', 'simple', 'first', "
+        "'average' or 'max' (got \"longest\")",
+    ),
+    "unknown activation": (
+        one_model("activation: softmax", task="text-reranking"),
+        "models[0].activation (model 'a'): Input should be 'sigmoid' or 'none' (got \"softmax\")",
     ),
     "duplicate labels": (
         one_model("labels: [x, x]", task="text-classification"),

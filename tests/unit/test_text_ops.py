@@ -341,3 +341,100 @@ def test_pool_equals_sentence_transformers_pooling(pooling: str, padding_side: s
     }
     expected = module(features)["sentence_embedding"].numpy()
     np.testing.assert_allclose(text_ops.pool(hidden, mask, pooling), expected, atol=1e-6)
+
+
+# --- pairs ------------------------------------------------------------------------------------
+
+FIRSTS = ["Hello World!", "", "good movie", "unknownword zzz", "love " * 30, "a b c d e f g h"]
+SECONDS = ["the service was fast", "ok", "", "love " * 30, "yes", "one two three four five six"]
+
+
+def bert_fast(vocab_file: Path) -> object:
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)
+
+
+@pytest.mark.parametrize("max_length", [7, 8, 12, 64])
+def test_tokenize_pairs_equals_transformers_longest_first(
+    vocab_file: Path, max_length: int
+) -> None:
+    reference: object = bert_fast(vocab_file)
+    expected = reference(  # type: ignore[operator]
+        FIRSTS, SECONDS, padding=True, truncation=True, max_length=max_length
+    )
+    tokenizer = reference.backend_tokenizer  # type: ignore[attr-defined]
+    text_ops.configure_tokenizer(tokenizer, max_length)
+    pairs = list(zip(FIRSTS, SECONDS, strict=True))
+    out = text_ops.tokenize(tokenizer, pairs, NAMES, 0)
+    for name, _ in NAMES:
+        assert out[name].tolist() == expected[name], name
+    assert out["token_type_ids"].max() == 1  # the second sequence is marked
+
+
+@pytest.mark.parametrize("max_length", [8, 9, 64, 65])
+def test_cutting_pairs_before_tokenizing_changes_no_token(
+    vocab_file: Path, max_length: int
+) -> None:
+    """Each side cut alone, the pair's tokens (longest_first) are the whole pair's, also where
+    the odd token of an odd budget goes to the longer side and a cut would swap which is."""
+    tokenizer = bert_fast(vocab_file).backend_tokenizer  # type: ignore[attr-defined]
+    text_ops.configure_tokenizer(tokenizer, max_length)
+    head = max_length * text_ops.PAIR_CHARS_PER_TOKEN
+    huge = "hello " * (head // 2)  # cut
+    medium = "good " * (head // 5)  # not cut, but more tokens than huge's head
+    other = " ".join(["the movie was very good"] * (head // 12))
+    pairs = [
+        (huge, "yes"),
+        ("yes", huge),
+        (huge, other),
+        (other, huge),
+        (huge, medium),
+        (medium, huge),
+        (medium, medium),
+        ("short", "texts"),
+    ]
+    whole = text_ops.tokenize(tokenizer, pairs, NAMES, 0)
+    cut = text_ops.cut_pairs(tokenizer, pairs, max_length)
+    assert cut[0][0] != huge and cut[-1] == pairs[-1] and cut[4][1] == medium
+    served = text_ops.tokenize(tokenizer, cut, NAMES, 0)
+    for name, _ in NAMES:
+        assert served[name].tolist() == whole[name].tolist(), name
+    # the case cut_pairs guards: cutting each side alone moves the odd token (odd budgets)
+    firsts = [
+        text_ops._cut(tokenizer, a, max_length, text_ops.PAIR_CHARS_PER_TOKEN) for a, _ in pairs
+    ]
+    seconds = [
+        text_ops._cut(tokenizer, b, max_length, text_ops.PAIR_CHARS_PER_TOKEN) for _, b in pairs
+    ]
+    naive = text_ops.tokenize(tokenizer, list(zip(firsts, seconds, strict=True)), NAMES, 0)
+    budget_is_odd = (max_length - 3) % 2 == 1
+    assert (naive["input_ids"].tolist() != whole["input_ids"].tolist()) == budget_is_odd
+
+
+def test_a_pair_of_long_texts_is_cut_to_a_few_overflowing_pieces(vocab_file: Path) -> None:
+    tokenizer = bert_fast(vocab_file).backend_tokenizer  # type: ignore[attr-defined]
+    text_ops.configure_tokenizer(tokenizer, 256)
+    long = "the movie was very good and the service was fast " * 5000  # 250,000 characters
+    ((first, second),) = text_ops.cut_pairs(tokenizer, [(long, long + "!")], 256)
+    assert len(first) <= 256 * text_ops.PAIR_CHARS_PER_TOKEN and len(second) == len(first)
+    assert len(tokenizer.encode(first, second).overflowing) < 20
+
+
+def test_tokenize_gives_offsets_and_special_tokens_mask(vocab_file: Path) -> None:
+    tokenizer = bert_fast(vocab_file).backend_tokenizer  # type: ignore[attr-defined]
+    text_ops.configure_tokenizer(tokenizer, 16)
+    fields = [("offsets", "offsets"), ("special_tokens_mask", "special_tokens_mask")]
+    texts = ["Hello  world!", "", "Grüße 🚀"]
+    out = text_ops.tokenize(tokenizer, texts, fields, 0)
+    assert out["offsets"].shape == (3, 5, 2)
+    assert out["offsets"][0].tolist() == [[0, 0], [0, 5], [7, 12], [12, 13], [0, 0]]
+    assert out["special_tokens_mask"].tolist()[:2] == [[1, 0, 0, 0, 1], [1, 1, 0, 0, 0]]
+    encoding = tokenizer.encode(texts[2])
+    assert out["offsets"][2, : len(encoding.ids)].tolist() == [list(o) for o in encoding.offsets]
+
+
+def test_sigmoid() -> None:
+    logits = np.array([[-1000.0], [0.0], [2.0], [1000.0]], dtype=np.float32)
+    expected = [[0.0], [0.5], [1 / (1 + np.exp(-2.0))], [1.0]]
+    np.testing.assert_allclose(text_ops.sigmoid(logits), expected, rtol=1e-6)
