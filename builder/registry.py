@@ -178,5 +178,13 @@ REGISTRY = ExportRegistry(
             "score",
             head_class="ForSequenceClassification",
         ),
+        TaskExport(
+            "token-classification",
+            "AutoModelForTokenClassification",
+            "logits",
+            "TOKEN_SCORES",
+            "token_labels",
+            head_class="ForTokenClassification",
+        ),
     ],
 )

@@ -34,7 +34,7 @@ ARCHITECTURES = (
 EXPORT_MATRIX = [
     (model_type, task)
     for model_type in ARCHITECTURES
-    for task in ("text-embedding", "text-classification")
+    for task in ("text-embedding", "text-classification", "token-classification")
 ] + [(model_type, "text-reranking") for model_type in ("bert", "xlm-roberta", "deberta-v2")]
 OUTPUTS = {
     "text-embedding": ("EMBEDDING", {"kind": "pool", "pooling": "mean", "normalize": True}),

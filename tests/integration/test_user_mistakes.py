@@ -285,6 +285,20 @@ MISTAKES: dict[str, Mistake] = {
             "architectures ['BertModel']: the checkpoint has no text-classification head",
         ),
     ),
+    "a token-classification task on a model without a token head": Mistake(
+        entry(task="token-classification", source="MODELS/classifier"),
+        build(),
+        (
+            "<spec>: models[0].source (model 'tiny'): ",
+            "architectures ['BertForSequenceClassification']: the checkpoint has no "
+            "token-classification head (a *ForTokenClassification class)",
+        ),
+    ),
+    "an unknown aggregation": Mistake(
+        entry(task="token-classification", aggregation="longest"),
+        build(),
+        ("<spec>: models[0].aggregation (model 'tiny'): Input should be 'none', 'simple'",),
+    ),
     "a reranker with three labels": Mistake(
         entry(task="text-reranking", source="MODELS/classifier"),
         build(),

@@ -11,7 +11,7 @@ import pytest
 
 from builder.errors import EnsembleError, ExportError, SourceError, SpecError
 from builder.heads import GraphHead
-from builder.model_files import HFConfig, hf_config_from
+from builder.model_files import HFConfig, Setting, hf_config_from
 from builder.plan import (
     EnsembleStep,
     ModelPlan,
@@ -437,3 +437,69 @@ def test_onnx_threads_fit_the_instances(
 ) -> None:
     plan = plan_for("{name: e, task: text-embedding, source: ./m" + extra + "}", BERT_384, defaults)
     assert plan.onnx.parameters == expected
+
+
+def test_reranking_plan_scores_query_and_text_pairs() -> None:
+    entry = "{name: rr, task: text-reranking, source: ./m}"
+    plan = plan_for(entry, {"model_type": "bert", "num_labels": 1})
+    query = TensorSpec("QUERY", "TYPE_STRING", (1,))
+    score = TensorSpec("SCORE", "TYPE_FP32", (1,))
+    assert plan.ensemble_inputs == plan.tokenizer.inputs == (query, TEXT)
+    assert plan.ensemble_outputs == plan.onnx.outputs == (score,)
+    assert plan.postprocess is None  # no strings: the activation is in the graph
+    assert plan.head == GraphHead("sigmoid")  # CrossEncoder's default for one label
+    raw = plan_for(entry.replace("}", ", activation: none}"), {"model_type": "bert"})
+    assert raw.head == GraphHead("identity")
+    saved = {"sentence_transformers": {"activation_fn": "torch.nn.modules.linear.Identity"}}
+    assert plan_for(entry, {"model_type": "bert", **saved}).head == GraphHead("identity")
+
+
+def test_reranking_activation_from_files_and_spec(tmp_path: Path) -> None:
+    from builder.model_files import reranking_activation
+
+    config = hf({"model_type": "bert", "num_labels": 1})
+    assert reranking_activation(None, config, tmp_path) == Setting("sigmoid", "default")
+    assert reranking_activation("none", config, tmp_path) == Setting("none", "spec")
+    saved = tmp_path / "config_sentence_transformers.json"
+    saved.write_text('{"activation_fn": "torch.nn.modules.linear.Identity"}')
+    assert reranking_activation(None, config, tmp_path) == Setting("none", "model files")
+    saved.write_text('{"activation_fn": "my.module.Tanh"}')
+    with pytest.raises(SourceError, match=r"activation 'my\.module\.Tanh' is not served"):
+        reranking_activation(None, config, tmp_path)
+    assert reranking_activation("sigmoid", config, tmp_path) == Setting("sigmoid", "spec")
+
+
+def test_token_classification_plan_groups_entities_in_python() -> None:
+    labels = {"0": "O", "1": "B-PER", "2": "I-PER"}
+    spec = make_spec("{name: ner, task: token-classification, source: ./m, aggregation: max}")
+    info = TokenizerInfo(pad_token="[PAD]", pad_id=0, unk_id=1)
+    plan = plan_model(spec, spec.models[0], hf({"model_type": "bert", "id2label": labels}), info)
+    scores = TensorSpec("TOKEN_SCORES", "TYPE_FP32", (-1, 3))
+    offsets = TensorSpec("offsets", "TYPE_INT64", (-1, 2))
+    special = TensorSpec("special_tokens_mask", "TYPE_INT64", (-1,))
+    entities = TensorSpec("ENTITIES", "TYPE_STRING", (1,))
+    assert plan.head == GraphHead("softmax")  # per token, in the graph
+    assert plan.onnx.outputs == (scores,)
+    assert plan.tokenizer.outputs == (IDS, MASK, TYPES, offsets, special)
+    assert plan.postprocess is not None
+    assert plan.postprocess.inputs == (TEXT, IDS, MASK, offsets, special, scores)
+    assert plan.postprocess.outputs == plan.ensemble_outputs == (entities,)
+    assert plan.postprocess.files == ("tokenizer.json",)
+    assert plan.postprocess.code == "entities"
+    assert dict(plan.postprocess.parameters) == {
+        "aggregation": "max",
+        "labels": '["O", "B-PER", "I-PER"]',
+        "task": "token-classification",
+        "tokenizer_file": "tokenizer.json",
+        "unk_id": "1",
+    }
+    # the ensemble passes TEXT and the tokenizer's tensors on to the entity grouping
+    assert plan.steps[2].input_map[0] == ("TEXT", "TEXT")
+    assert plan.labels == ("O", "B-PER", "I-PER")
+
+
+def test_member_suffixes_per_task() -> None:
+    from builder.plan import member_suffixes
+
+    assert member_suffixes("text-reranking") == ("_tokenizer", "_onnx")
+    assert member_suffixes("token-classification") == ("_tokenizer", "_onnx", "_postprocess")

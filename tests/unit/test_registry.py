@@ -53,6 +53,7 @@ def test_supported_lists_are_sorted() -> None:
         "text-classification",
         "text-embedding",
         "text-reranking",
+        "token-classification",
     )
 
 
@@ -76,6 +77,13 @@ def test_tasks() -> None:
         "SCORE",
     )
     assert reranking.output_dims(config) == (1,)
+    tokens = REGISTRY.task("token-classification")
+    assert (tokens.auto_class, tokens.output_name) == (
+        "AutoModelForTokenClassification",
+        "TOKEN_SCORES",
+    )
+    assert tokens.output_dims(hf({"num_labels": 5})) == (-1, 5)
+    assert tokens.head_class == "ForTokenClassification"
     assert REGISTRY.task("text-embedding").head_class is None
 
 
@@ -93,7 +101,7 @@ def test_unknown_task_lists_the_supported_ones() -> None:
         REGISTRY.task("summarization")
     assert str(caught.value) == (
         "task 'summarization' is not supported for export; "
-        "supported: text-classification, text-embedding, text-reranking"
+        "supported: text-classification, text-embedding, text-reranking, token-classification"
     )
 
 

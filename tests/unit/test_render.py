@@ -58,6 +58,15 @@ models:
     pair: true
     source: ./nli
     max_sequence_length: 128
+  - name: reranker
+    task: text-reranking
+    source: ./reranker
+    max_sequence_length: 512
+  - name: ner
+    task: token-classification
+    source: ./ner
+    aggregation: first
+    max_sequence_length: 128
 """
 
 
@@ -77,11 +86,19 @@ HF_CONFIGS = {
         "hidden_size": 32,
         "id2label": {"0": "entailment", "1": "neutral", "2": "contradiction"},
     },
+    "reranker": {"model_type": "xlm-roberta", "hidden_size": 32, "num_labels": 1},
+    "ner": {
+        "model_type": "distilbert",
+        "dim": 32,
+        "id2label": {"0": "O", "1": "B-PER", "2": "I-PER", "3": "B-LOC", "4": "I-LOC"},
+    },
 }
 MEMBERS = {
     "minilm": ["minilm", "minilm_onnx", "minilm_tokenizer"],
     "sentiment": ["sentiment", "sentiment_onnx", "sentiment_postprocess", "sentiment_tokenizer"],
     "nli": ["nli", "nli_onnx", "nli_postprocess", "nli_tokenizer"],
+    "reranker": ["reranker", "reranker_onnx", "reranker_tokenizer"],
+    "ner": ["ner", "ner_onnx", "ner_postprocess", "ner_tokenizer"],
 }
 GOLDEN_MEMBERS = [name for names in MEMBERS.values() for name in names]
 
@@ -90,7 +107,7 @@ def render_golden_models() -> dict[str, str]:
     spec = parse_spec(GOLDEN_SPEC, Path("models.yaml"))
     configs: dict[str, str] = {}
     for model in spec.models:
-        info = TokenizerInfo(pad_token="[PAD]", pad_id=0)
+        info = TokenizerInfo(pad_token="[PAD]", pad_id=0, unk_id=100)
         plan = plan_model(spec, model, hf(HF_CONFIGS[model.name]), info)
         configs.update(render_model(plan, spec.path.name))
     return configs
