@@ -7,6 +7,7 @@ transport method that yields response dicts; parsing, checks and errors stay her
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,9 +30,11 @@ from clients.errors import (
 )
 from clients.types import (
     Classification,
+    Entity,
     ModelConfig,
     ModelMetadata,
     RepositoryModel,
+    RerankResult,
     ServerMetadata,
     TensorSpec,
 )
@@ -44,18 +47,23 @@ __all__ = [
     "WireTensor",
     "call_limit",
     "check_timeout",
+    "check_top_k",
     "chunks",
     "classifications",
     "counts_as_attempt",
+    "entities",
     "error_for_status",
     "next_delay",
+    "pair_arrays",
     "parse_model_config",
     "parse_model_metadata",
     "parse_repository_index",
     "parse_server_metadata",
     "prepare_inputs",
+    "query_array",
     "refine_not_found",
     "requested_outputs",
+    "rerank_results",
     "text_array",
     "translate",
     "wire_inputs",
@@ -491,24 +499,25 @@ def check_timeout(timeout: object, what: str = "timeout") -> float:
 # --- task helpers ---------------------------------------------------------------------------
 
 
-def text_array(texts: Iterable[str]) -> npt.NDArray[np.object_]:
-    """Texts (any iterable of str) as a [n, 1] BYTES array: the TEXT input of the contracts."""
+def text_array(texts: Iterable[str], what: str = "texts") -> npt.NDArray[np.object_]:
+    """Texts (any iterable of str) as a [n, 1] BYTES array: the TEXT input of the contracts.
+    ``what`` names the argument in errors."""
     if isinstance(texts, str | bytes):
         raise InvalidInputError(
-            f"texts: expected a sequence of str, got a single {type(texts).__name__}; "
+            f"{what}: expected a sequence of str, got a single {type(texts).__name__}; "
             "wrap it in a list"
         )
     try:
         items = list(texts)
     except TypeError:
         raise InvalidInputError(
-            f"texts: expected a sequence of str, got {type(texts).__name__}"
+            f"{what}: expected a sequence of str, got {type(texts).__name__}"
         ) from None
     array = np.empty((len(items), 1), dtype=np.object_)
     for index, text in enumerate(items):
         if not isinstance(text, str):
-            raise InvalidInputError(f"texts[{index}]: expected str, got {type(text).__name__}")
-        array[index, 0] = _utf8(text, f"texts[{index}]")
+            raise InvalidInputError(f"{what}[{index}]: expected str, got {type(text).__name__}")
+        array[index, 0] = _utf8(text, f"{what}[{index}]")
     return array
 
 
@@ -530,4 +539,75 @@ def classifications(
         if label not in by_label:
             raise ServerError(f"LABEL {label!r} is not one of the model's labels {list(names)}")
         out.append(Classification(label, by_label[label], by_label))
+    return out
+
+
+def pair_arrays(
+    texts: Iterable[str], pairs: Iterable[str], what: tuple[str, str] = ("texts", "pairs")
+) -> tuple[npt.NDArray[np.object_], npt.NDArray[np.object_]]:
+    """Two [n, 1] BYTES arrays, row i of both one pair; their lengths must agree."""
+    first, second = text_array(texts, what[0]), text_array(pairs, what[1])
+    if len(first) != len(second):
+        raise InvalidInputError(
+            f"{what[1]}: {len(second)} given for {len(first)} {what[0]}: one per text"
+        )
+    return first, second
+
+
+def query_array(query: str, count: int) -> npt.NDArray[np.object_]:
+    """``query`` repeated on ``count`` rows, as a [count, 1] BYTES array (the QUERY input)."""
+    if not isinstance(query, str):
+        raise InvalidInputError(f"query: expected str, got {type(query).__name__}")
+    array = np.empty((count, 1), dtype=np.object_)
+    array[:, 0] = _utf8(query, "query")
+    return array
+
+
+def check_top_k(top_k: object) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidInputError(f"top_k: expected an int >= 1 or None, got {top_k!r}")
+    return top_k
+
+
+def rerank_results(
+    scores: npt.NDArray[np.float32], documents: Sequence[str], top_k: int | None
+) -> list[RerankResult]:
+    """Documents with their scores, best first (equal scores keep the documents' order)."""
+    flat = scores.reshape(-1)
+    if len(flat) != len(documents):
+        raise ServerError(f"SCORE has {len(flat)} values for {len(documents)} documents")
+    order = sorted(range(len(flat)), key=lambda i: -float(flat[i]))
+    return [RerankResult(i, float(flat[i]), documents[i]) for i in order[:top_k]]
+
+
+def _entity(item: Any, where: str) -> Entity:
+    try:
+        label = item["entity_group"] if "entity_group" in item else item["entity"]
+        index = item.get("index")
+        return Entity(
+            label=str(label),
+            score=float(item["score"]),
+            word=str(item["word"]),
+            start=int(item["start"]),
+            end=int(item["end"]),
+            index=None if index is None else int(index),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ServerError(f"{where}: not an entity: {item!r}") from None
+
+
+def entities(raw: npt.NDArray[Any]) -> list[list[Entity]]:
+    """The ENTITIES output ([n, 1] BYTES, a JSON list per text) as Entity lists."""
+    out = []
+    for row, value in enumerate(raw.reshape(-1)):
+        text = value.decode("utf-8") if isinstance(value, bytes) else str(value)
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise ServerError(f"ENTITIES[{row}]: not JSON: {text[:80]!r}") from None
+        if not isinstance(items, list):
+            raise ServerError(f"ENTITIES[{row}]: expected a JSON list, got {text[:80]!r}")
+        out.append([_entity(item, f"ENTITIES[{row}][{i}]") for i, item in enumerate(items)])
     return out

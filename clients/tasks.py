@@ -1,4 +1,5 @@
-"""Clients for the served contracts: embeddings and classification, sync and asyncio.
+"""Clients for the served contracts: embeddings, classification (of texts or pairs),
+reranking and token classification (entities), sync and asyncio.
 
 Inputs larger than the model's ``max_batch_size`` are split, sent concurrently (at most
 ``concurrency`` requests in flight, on threads the task client keeps for its lifetime) and
@@ -21,16 +22,30 @@ import numpy as np
 import numpy.typing as npt
 
 from clients.client import AsyncTritonClient, TritonClient
-from clients.core import RetryPolicy, chunks, classifications, text_array
+from clients.core import (
+    RetryPolicy,
+    check_top_k,
+    chunks,
+    classifications,
+    entities,
+    pair_arrays,
+    query_array,
+    rerank_results,
+    text_array,
+)
 from clients.endpoints import Protocol
 from clients.errors import ClientClosedError, ConfigurationError, ServerError
-from clients.types import Classification, ModelConfig, ModelMetadata
+from clients.types import Classification, Entity, ModelConfig, ModelMetadata, RerankResult
 
 __all__ = [
     "AsyncClassificationClient",
     "AsyncEmbeddingClient",
+    "AsyncRerankClient",
+    "AsyncTokenClassificationClient",
     "ClassificationClient",
     "EmbeddingClient",
+    "RerankClient",
+    "TokenClassificationClient",
 ]
 
 Arrays = dict[str, npt.NDArray[Any]]
@@ -105,13 +120,15 @@ class _SyncTask:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="triton-pack")
             return self._pool
 
-    def _run(self, array: npt.NDArray[np.object_], timeout: float | None) -> Arrays:
+    def _run(self, inputs: Arrays, timeout: float | None) -> Arrays:
+        """``inputs`` (equal rows) split by max_batch_size, sent, joined in order."""
         self._executor()  # a closed task client says so, whatever the batch size
         _, config = self.client.model_info(self.model)
-        ranges = chunks(len(array), config.max_batch_size or len(array))
+        count = len(next(iter(inputs.values())))
+        ranges = chunks(count, config.max_batch_size or count)
 
         def one(bounds: tuple[int, int]) -> Arrays:
-            batch = {"TEXT": array[bounds[0] : bounds[1]]}
+            batch = {name: array[bounds[0] : bounds[1]] for name, array in inputs.items()}
             return self.client.infer(self.model, batch, outputs=self.outputs, timeout=timeout)
 
         if len(ranges) <= 1:
@@ -154,11 +171,20 @@ class EmbeddingClient(_SyncTask):
             self._executor()
             metadata, _ = self.client.model_info(self.model)
             return np.zeros((0, _embedding_dim(metadata)), dtype=np.float32)
-        return self._run(array, timeout)["EMBEDDING"].astype(np.float32, copy=False)
+        return self._run({"TEXT": array}, timeout)["EMBEDDING"].astype(np.float32, copy=False)
+
+
+def _classify_inputs(texts: Iterable[str], pairs: Iterable[str] | None) -> Arrays:
+    """TEXT, and TEXT_PAIR for a pair classifier (row i of both: one pair)."""
+    if pairs is None:
+        return {"TEXT": text_array(texts)}
+    first, second = pair_arrays(texts, pairs)
+    return {"TEXT": first, "TEXT_PAIR": second}
 
 
 class ClassificationClient(_SyncTask):
-    """``ClassificationClient(url, "sentiment").classify(texts)`` -> list of Classification."""
+    """``ClassificationClient(url, "sentiment").classify(texts)`` -> list of Classification;
+    a pair classifier (NLI) takes ``classify(premises, pairs=hypotheses)``."""
 
     outputs = ("LABEL", "SCORES")
 
@@ -167,14 +193,58 @@ class ClassificationClient(_SyncTask):
         return _labels(self.client.model_info(self.model)[1])
 
     def classify(
-        self, texts: Iterable[str], *, timeout: float | None = None
+        self,
+        texts: Iterable[str],
+        pairs: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Classification]:
-        array = text_array(texts)
+        inputs = _classify_inputs(texts, pairs)
         names = self.labels()
+        if len(inputs["TEXT"]) == 0:
+            return []
+        arrays = self._run(inputs, timeout)
+        return classifications(arrays["LABEL"], arrays["SCORES"], names)
+
+
+class RerankClient(_SyncTask):
+    """``RerankClient(url, "reranker").rerank(query, documents)`` -> RerankResult list, best
+    first (a text-reranking model: SCORE per (QUERY, TEXT) pair)."""
+
+    outputs = ("SCORE",)
+
+    def rerank(
+        self,
+        query: str,
+        documents: Iterable[str],
+        top_k: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[RerankResult]:
+        """Every document scored against ``query``, sorted by score (best first; equal
+        scores keep the documents' order); the first ``top_k`` when given."""
+        texts = text_array(documents, "documents")
+        keep = check_top_k(top_k)
+        queries = query_array(query, len(texts))
+        self._executor()
+        if len(texts) == 0:
+            return []
+        scores = self._run({"QUERY": queries, "TEXT": texts}, timeout)["SCORE"]
+        return rerank_results(scores, [t.decode("utf-8") for t in texts[:, 0]], keep)
+
+
+class TokenClassificationClient(_SyncTask):
+    """``TokenClassificationClient(url, "ner").entities(texts)`` -> one Entity list per
+    text (a token-classification model: ENTITIES, grouped as its spec's aggregation says)."""
+
+    outputs = ("ENTITIES",)
+
+    def entities(self, texts: Iterable[str], *, timeout: float | None = None) -> list[list[Entity]]:
+        array = text_array(texts)
+        self._executor()
         if len(array) == 0:
             return []
-        arrays = self._run(array, timeout)
-        return classifications(arrays["LABEL"], arrays["SCORES"], names)
+        return entities(self._run({"TEXT": array}, timeout)["ENTITIES"])
 
 
 class _AsyncTask:
@@ -204,15 +274,16 @@ class _AsyncTask:
         if self._closed:
             raise ClientClosedError(f"the {type(self).__name__} for {self.model!r} is closed")
 
-    async def _run(self, array: npt.NDArray[np.object_], timeout: float | None) -> Arrays:
+    async def _run(self, inputs: Arrays, timeout: float | None) -> Arrays:
         self._check_open()
         _, config = await self.client.model_info(self.model)
-        ranges = chunks(len(array), config.max_batch_size or len(array))
+        count = len(next(iter(inputs.values())))
+        ranges = chunks(count, config.max_batch_size or count)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(bounds: tuple[int, int]) -> Arrays:
             async with gate:
-                batch = {"TEXT": array[bounds[0] : bounds[1]]}
+                batch = {name: array[bounds[0] : bounds[1]] for name, array in inputs.items()}
                 return await self.client.infer(
                     self.model, batch, outputs=self.outputs, timeout=timeout
                 )
@@ -245,7 +316,8 @@ class AsyncEmbeddingClient(_AsyncTask):
             self._check_open()
             metadata, _ = await self.client.model_info(self.model)
             return np.zeros((0, _embedding_dim(metadata)), dtype=np.float32)
-        return (await self._run(array, timeout))["EMBEDDING"].astype(np.float32, copy=False)
+        embedded = await self._run({"TEXT": array}, timeout)
+        return embedded["EMBEDDING"].astype(np.float32, copy=False)
 
 
 class AsyncClassificationClient(_AsyncTask):
@@ -255,12 +327,50 @@ class AsyncClassificationClient(_AsyncTask):
         return _labels((await self.client.model_info(self.model))[1])
 
     async def classify(
-        self, texts: Iterable[str], *, timeout: float | None = None
+        self,
+        texts: Iterable[str],
+        pairs: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> list[Classification]:
-        array = text_array(texts)
+        inputs = _classify_inputs(texts, pairs)
         self._check_open()
         names = await self.labels()
+        if len(inputs["TEXT"]) == 0:
+            return []
+        arrays = await self._run(inputs, timeout)
+        return classifications(arrays["LABEL"], arrays["SCORES"], names)
+
+
+class AsyncRerankClient(_AsyncTask):
+    outputs = ("SCORE",)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Iterable[str],
+        top_k: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> list[RerankResult]:
+        texts = text_array(documents, "documents")
+        keep = check_top_k(top_k)
+        queries = query_array(query, len(texts))
+        self._check_open()
+        if len(texts) == 0:
+            return []
+        scores = (await self._run({"QUERY": queries, "TEXT": texts}, timeout))["SCORE"]
+        return rerank_results(scores, [t.decode("utf-8") for t in texts[:, 0]], keep)
+
+
+class AsyncTokenClassificationClient(_AsyncTask):
+    outputs = ("ENTITIES",)
+
+    async def entities(
+        self, texts: Iterable[str], *, timeout: float | None = None
+    ) -> list[list[Entity]]:
+        array = text_array(texts)
+        self._check_open()
         if len(array) == 0:
             return []
-        arrays = await self._run(array, timeout)
-        return classifications(arrays["LABEL"], arrays["SCORES"], names)
+        return entities((await self._run({"TEXT": array}, timeout))["ENTITIES"])

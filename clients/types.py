@@ -7,9 +7,11 @@ from typing import Any
 
 __all__ = [
     "Classification",
+    "Entity",
     "ModelConfig",
     "ModelMetadata",
     "RepositoryModel",
+    "RerankResult",
     "ServerMetadata",
     "TensorSpec",
 ]
@@ -71,3 +73,29 @@ class Classification:
     label: str
     score: float
     scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One document's score for a query; ``index`` is its position in the documents given."""
+
+    index: int
+    score: float
+    document: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity (or, with aggregation ``none``, a token) found in a text.
+
+    ``label`` is transformers' ``entity_group`` (aggregated) or ``entity`` (per token);
+    ``start`` and ``end`` are character offsets into the text sent, so
+    ``text[start:end]`` is the entity as written; ``index`` is the token's position (only
+    with aggregation ``none``)."""
+
+    label: str
+    score: float
+    word: str
+    start: int
+    end: int
+    index: int | None = None

@@ -15,7 +15,16 @@ import pytest
 from builder.pipeline import BuildResult, build_repository
 from builder.serve import LocalServer
 from builder.spec import load_spec
-from clients import TritonClient
+from clients import (
+    AsyncClassificationClient,
+    AsyncRerankClient,
+    AsyncTokenClassificationClient,
+    ClassificationClient,
+    InvalidInputError,
+    RerankClient,
+    TokenClassificationClient,
+    TritonClient,
+)
 from tests.integration.conftest import write_spec
 from tests.tiny_models import make_model
 
@@ -23,6 +32,8 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 PROTOCOLS = ["http", "grpc"]
 NLI_LABELS = ["entailment", "neutral", "contradiction"]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
 MAX_LENGTH = 24  # short, so that the long texts below are cut on one or both sides
 LONG = " ".join(["the quick brown fox jumps over the lazy dog"] * 12)
 LONGER = " ".join(["one two three four five six seven eight nine ten"] * 15)
@@ -48,6 +59,18 @@ HYPOTHESES = [
 ]
 
 
+def save_cross_encoder(folder: Path) -> Path:
+    """A cross-encoder saved by sentence-transformers with no activation (Identity): its
+    config_sentence_transformers.json says so, and the served score must follow it."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    make_model(folder / "hf", "bert", "text-reranking", seed=9)
+    model = CrossEncoder(str(folder / "hf"), device="cpu", activation_fn=torch.nn.Identity())
+    model.save(str(folder / "st"))
+    return folder / "st"
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("task-models")
@@ -58,24 +81,40 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         id2label=dict(enumerate(NLI_LABELS)),
         seed=7,
     )
-    return {"nli": nli}
+    reranker = make_model(root / "reranker", "bert", "text-reranking", seed=8)
+    ner = make_model(
+        root / "ner",
+        "distilbert",
+        "token-classification",
+        id2label=dict(enumerate(NER_LABELS)),
+        seed=4,
+        head_scale=30.0,
+    )
+    return {"nli": nli, "reranker": reranker, "ner": ner, "st_reranker": save_cross_encoder(root)}
+
+
+def spec_text(sources: dict[str, Path]) -> str:
+    common = f"max_sequence_length: {MAX_LENGTH}, max_batch_size: 4, dynamic_batching: null"
+    lines = [
+        "repository: repo",
+        "models:",
+        f"  - {{name: nli, task: text-classification, pair: true, source: '{sources['nli']}', "
+        f"{common}}}",
+        f"  - {{name: reranker, task: text-reranking, source: '{sources['reranker']}', {common}}}",
+        f"  - {{name: st_reranker, task: text-reranking, source: '{sources['st_reranker']}', "
+        f"{common}}}",
+    ]
+    lines += [
+        f"  - {{name: ner_{how}, task: token-classification, aggregation: {how}, "
+        f"source: '{sources['ner']}', {common}}}"
+        for how in AGGREGATIONS
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
 def built(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    spec = write_spec(
-        tmp_path_factory.mktemp("task-spec") / "models.yaml",
-        f"""\
-repository: repo
-models:
-  - name: nli
-    task: text-classification
-    pair: true
-    source: '{sources["nli"]}'
-    max_sequence_length: {MAX_LENGTH}
-    max_batch_size: 4
-""",
-    )
+    spec = write_spec(tmp_path_factory.mktemp("task-spec") / "models.yaml", spec_text(sources))
     return build_repository(load_spec(spec), progress=lambda message: None)
 
 
@@ -115,13 +154,17 @@ def nli_reference(source: Path, pairs: list[tuple[str, str]]) -> np.ndarray:
     return np.stack(rows)
 
 
-def test_pair_parity_ran_on_cut_pairs(built: BuildResult) -> None:
+def test_every_model_passed_parity_with_its_head(built: BuildResult) -> None:
     import json
 
-    manifest = json.loads((built.repository / "manifest.json").read_text())
-    parity = manifest["models"]["nli"]["parity"]
-    assert parity["passed"] is True
-    assert parity["cases"][-1].startswith("texts: batch 7, lengths [")
+    manifest = json.loads((built.repository / "manifest.json").read_text())["models"]
+    for name, record in manifest.items():
+        assert record["parity"]["passed"] is True, name
+        assert record["parity"]["cases"][-1].startswith("texts: batch 7, lengths ["), name
+    heads = {name: record["export"]["head"]["kind"] for name, record in manifest.items()}
+    assert heads["nli"] == heads["ner_simple"] == "softmax"
+    assert heads["reranker"] == "sigmoid"  # CrossEncoder's default for one label
+    assert heads["st_reranker"] == "identity"  # its config_sentence_transformers.json
     config = (built.repository / "nli_tokenizer" / "config.pbtxt").read_text()
     assert 'name: "TEXT_PAIR"' in config
 
@@ -148,3 +191,151 @@ def test_pair_classification_equals_transformers(
     labels = [v.decode() for a in answers for v in a["LABEL"].reshape(-1)]
     np.testing.assert_allclose(scores, reference, atol=1e-4)
     assert labels == [NLI_LABELS[i] for i in reference.argmax(axis=1)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_pair_classification_client(
+    server: LocalServer, sources: dict[str, Path], protocol: str
+) -> None:
+    import asyncio
+
+    pairs = list(zip(PREMISES, HYPOTHESES, strict=True))
+    reference = nli_reference(sources["nli"], pairs)
+    with ClassificationClient(url(server, protocol), "nli", protocol=protocol) as classifier:
+        results = classifier.classify(PREMISES, pairs=HYPOTHESES)  # 8 pairs: 2 requests
+        with pytest.raises(InvalidInputError, match="pairs: 2 given for 8 texts"):
+            classifier.classify(PREMISES, pairs=HYPOTHESES[:2])
+        with pytest.raises(InvalidInputError, match="TEXT_PAIR"):
+            classifier.classify(PREMISES)  # a pair model needs its pairs
+    scores = np.array([list(r.scores.values()) for r in results])
+    np.testing.assert_allclose(scores, reference, atol=1e-4)
+    assert [r.label for r in results] == [NLI_LABELS[i] for i in reference.argmax(axis=1)]
+
+    async def main() -> list[str]:
+        async with AsyncClassificationClient(url(server, protocol), "nli", protocol=protocol) as c:
+            return [r.label for r in await c.classify(PREMISES, pairs=HYPOTHESES)]
+
+    assert asyncio.run(main()) == [r.label for r in results]
+
+
+# --- text-reranking ----------------------------------------------------------------------------
+
+QUERY = "is the film good ?"
+DOCUMENTS = [*PREMISES, *HYPOTHESES]
+
+
+def cross_encoder_scores(source: Path, query: str, documents: list[str]) -> np.ndarray:
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(source), max_length=MAX_LENGTH, device="cpu")
+    return np.asarray(model.predict([(query, d) for d in documents], batch_size=8))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("name", ["reranker", "st_reranker"])
+def test_rerank_scores_equal_cross_encoder_predict(
+    server: LocalServer, sources: dict[str, Path], name: str, protocol: str
+) -> None:
+    reference = cross_encoder_scores(sources[name], QUERY, DOCUMENTS)
+    with RerankClient(url(server, protocol), name, protocol=protocol) as reranker:
+        results = reranker.rerank(QUERY, DOCUMENTS)
+        top = reranker.rerank(QUERY, DOCUMENTS, top_k=3)
+    assert sorted(r.index for r in results) == list(range(len(DOCUMENTS)))
+    assert [r.document for r in results] == [DOCUMENTS[r.index] for r in results]
+    served = np.array([r.score for r in sorted(results, key=lambda r: r.index)])
+    np.testing.assert_allclose(served, reference, atol=1e-4)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert top == results[:3]
+    if name == "reranker":  # sigmoid: probabilities
+        assert served.min() > 0.0 and served.max() < 1.0
+
+
+def test_rerank_100_documents_equals_scoring_them_one_by_one(server: LocalServer) -> None:
+    import asyncio
+
+    documents = [f"{DOCUMENTS[i % len(DOCUMENTS)]} {i}" for i in range(100)]
+    with RerankClient(server.http_url, "reranker", concurrency=4) as reranker:
+        results = reranker.rerank("q", documents)  # 25 requests of 4, sent concurrently
+        alone = [reranker.rerank("q", [d])[0].score for d in documents]
+        assert reranker.rerank("q", []) == []
+        with pytest.raises(InvalidInputError, match="top_k"):
+            reranker.rerank("q", documents, top_k=0)
+    assert len(results) == 100
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    by_index = {r.index: r.score for r in results}
+    np.testing.assert_allclose([by_index[i] for i in range(100)], alone, atol=1e-6)
+
+    async def main() -> list[int]:
+        async with AsyncRerankClient(server.grpc_url, "reranker", protocol="grpc") as reranker:
+            return [r.index for r in await reranker.rerank("q", documents)]
+
+    assert asyncio.run(main()) == [r.index for r in results]
+
+
+# --- token-classification --------------------------------------------------------------------
+
+NER_TEXTS = [
+    "hello world , the film was great !",
+    "Grüße aus Köln: naïve café, 東京タワー 🚀",
+    "the  server   was   very    slow...",
+    "",
+    "unknownword zzz triton , ok ?",
+    LONG,  # cut at MAX_LENGTH tokens
+    "a,b;c!d?e",
+]
+
+
+def pipeline_entities(source: Path, aggregation: str, texts: list[str]) -> list[list[dict]]:
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    ner = pipeline(
+        "token-classification",
+        model=AutoModelForTokenClassification.from_pretrained(str(source)),
+        tokenizer=AutoTokenizer.from_pretrained(str(source), model_max_length=MAX_LENGTH),
+        aggregation_strategy=aggregation,
+        device="cpu",
+    )
+    return [ner(text) for text in texts]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_entities_equal_the_transformers_pipeline(
+    server: LocalServer, sources: dict[str, Path], aggregation: str, protocol: str
+) -> None:
+    expected = pipeline_entities(sources["ner"], aggregation, NER_TEXTS)
+    name = f"ner_{aggregation}"
+    with TokenClassificationClient(url(server, protocol), name, protocol=protocol) as ner:
+        served = ner.entities(NER_TEXTS)  # 7 texts: 2 requests
+    assert len(served) == len(expected)
+    key = "entity" if aggregation == "none" else "entity_group"
+    for text, mine, theirs in zip(NER_TEXTS, served, expected, strict=True):
+        assert [(e.label, e.word, e.start, e.end, e.index) for e in mine] == [
+            (e[key], e["word"], e["start"], e["end"], e.get("index")) for e in theirs
+        ]
+        np.testing.assert_allclose(
+            [e.score for e in mine], [float(e["score"]) for e in theirs], atol=1e-4
+        )
+        for entity in mine:
+            assert text[entity.start : entity.end]  # characters of the text as sent
+    assert sum(1 for row in served if row) >= 4  # the spread head finds entities
+
+
+def test_entities_raw_json_and_async(server: LocalServer) -> None:
+    import asyncio
+    import json
+
+    with TritonClient(server.http_url) as client:
+        raw = client.infer("ner_simple", {"TEXT": texts_array(["hello world"])})["ENTITIES"]
+    items = json.loads(raw[0, 0])
+    assert all(list(item) == ["entity_group", "score", "word", "start", "end"] for item in items)
+
+    async def main() -> list[list[str]]:
+        async with AsyncTokenClassificationClient(
+            server.grpc_url, "ner_simple", protocol="grpc"
+        ) as ner:
+            return [[e.word for e in row] for row in await ner.entities(NER_TEXTS)]
+
+    with TokenClassificationClient(server.http_url, "ner_simple") as ner:
+        assert asyncio.run(main()) == [[e.word for e in row] for row in ner.entities(NER_TEXTS)]
+        assert ner.entities([]) == []
