@@ -811,3 +811,67 @@ def test_wire_inputs(module: Any, raw: str) -> None:
     assert (feat.name(), feat.shape(), feat.datatype()) == ("FEATS", [1, 2], "FP32")
     assert getattr(text, raw)() == b"\x02\x00\x00\x00hi\x03\x00\x00\x00abc"
     assert getattr(feat, raw)() == np.array([1.0, 2.0], dtype="<f4").tobytes()
+
+
+# --- pairs, reranking, entities -----------------------------------------------------------------
+
+
+def test_pair_arrays_need_one_pair_per_text() -> None:
+    from clients.core import pair_arrays
+
+    first, second = pair_arrays(["a", "b"], ["c", "d"])
+    assert first.tolist() == [[b"a"], [b"b"]] and second.tolist() == [[b"c"], [b"d"]]
+    with pytest.raises(InvalidInputError, match="pairs: 1 given for 2 texts: one per text"):
+        pair_arrays(["a", "b"], ["c"])
+    with pytest.raises(InvalidInputError, match=r"pairs\[0\]: expected str, got int"):
+        pair_arrays(["a"], [1])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="pairs: expected a sequence of str"):
+        pair_arrays(["a"], "c")
+
+
+def test_query_array_and_top_k() -> None:
+    from clients.core import check_top_k, query_array
+
+    assert query_array("q", 3).tolist() == [[b"q"]] * 3
+    assert query_array("q", 0).shape == (0, 1)
+    with pytest.raises(InvalidInputError, match="query: expected str, got list"):
+        query_array(["q"], 1)  # type: ignore[arg-type]
+    assert check_top_k(None) is None and check_top_k(2) == 2
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(InvalidInputError, match="top_k: expected an int >= 1 or None"):
+            check_top_k(bad)
+
+
+def test_rerank_results_best_first_ties_in_document_order() -> None:
+    from clients.core import rerank_results
+    from clients.types import RerankResult
+
+    scores = np.array([[0.25], [0.75], [0.25], [0.5]], dtype=np.float32)
+    documents = ["a", "b", "c", "d"]
+    assert rerank_results(scores, documents, None) == [
+        RerankResult(1, 0.75, "b"),
+        RerankResult(3, 0.5, "d"),
+        RerankResult(0, 0.25, "a"),
+        RerankResult(2, 0.25, "c"),
+    ]
+    assert rerank_results(scores, documents, 2) == rerank_results(scores, documents, None)[:2]
+    with pytest.raises(ServerError, match="SCORE has 4 values for 3 documents"):
+        rerank_results(scores, documents[:3], None)
+
+
+def test_entities_parse_grouped_and_per_token_json() -> None:
+    from clients.core import entities
+    from clients.types import Entity
+
+    grouped = '[{"entity_group": "PER", "score": 0.5, "word": "ann", "start": 0, "end": 3}]'
+    tokens = '[{"entity": "B-PER", "score": 0.25, "index": 1, "word": "an", "start": 0, "end": 2}]'
+    raw = np.array([[grouped.encode()], [b"[]"], [tokens.encode()]], dtype=object)
+    assert entities(raw) == [
+        [Entity("PER", 0.5, "ann", 0, 3)],
+        [],
+        [Entity("B-PER", 0.25, "an", 0, 2, index=1)],
+    ]
+    with pytest.raises(ServerError, match=r"ENTITIES\[0\]: not JSON"):
+        entities(np.array([[b"{"]], dtype=object))
+    with pytest.raises(ServerError, match=r"ENTITIES\[0\]\[0\]: not an entity"):
+        entities(np.array([[b'[{"score": 1}]']], dtype=object))
