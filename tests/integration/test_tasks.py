@@ -339,3 +339,31 @@ def test_entities_raw_json_and_async(server: LocalServer) -> None:
     with TokenClassificationClient(server.http_url, "ner_simple") as ner:
         assert asyncio.run(main()) == [[e.word for e in row] for row in ner.entities(NER_TEXTS)]
         assert ner.entities([]) == []
+
+
+# --- verify and the health canaries --------------------------------------------------------------
+
+
+def test_verify_passes_on_every_task(
+    server: LocalServer, built: BuildResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from builder.cli import main
+
+    spec = built.repository.parent / "models.yaml"
+    code = main(["verify", str(spec), "--url", server.grpc_url, "--protocol", "grpc"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "8 model(s) served equal to their source models" in out
+    assert "ok   nli: 9 pairs, worst score difference " in out
+    assert "ok   st_reranker: 9 pairs, worst score difference " in out
+    assert "activation none (model files)" in out
+    assert "ok   ner_average: 9 texts, " in out
+
+
+def test_every_member_answers_its_canary(server: LocalServer) -> None:
+    from builder.health import probe
+
+    with TritonClient(server.http_url) as client:
+        results = probe(client)
+    assert len(results) == 4 + 2 * 3 + 5 * 4  # nli, the rerankers, the ner models: with members
+    assert [r.model for r in results if not r.ok or r.skipped] == []
