@@ -83,8 +83,10 @@ class TokenizerSettings(_Frozen):
     instances: int = Field(default=1, ge=1, le=64)
     max_queue_delay_us: int = Field(default=0, ge=0, le=60_000_000)
     # every batch is padded to its longest text rounded up to a multiple of ``bucket`` tokens
-    # (capped at max_sequence_length); 1: to the longest text only
-    bucket: int = Field(default=16, ge=1, le=8192)
+    # (capped at max_sequence_length); 1 (default): to the longest text only. On CPU, 1 measured
+    # fastest (see README, "Performance"): ONNX Runtime gains little from merging requests
+    # there, and padding costs compute
+    bucket: int = Field(default=1, ge=1, le=8192)
 
 
 class ExportSettings(_Frozen):

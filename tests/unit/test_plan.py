@@ -69,7 +69,7 @@ def test_embedding_plan_bert() -> None:
     # the tokenizer batches too, so a batch's texts leave it padded to one length
     assert tok.dynamic_batching == DynamicBatching(max_queue_delay_us=0)
     assert tok.parameters == (
-        ("bucket", "16"),
+        ("bucket", "1"),
         (
             "encoding_fields",
             '[["input_ids", "ids"], ["attention_mask", "attention_mask"], '

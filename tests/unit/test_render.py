@@ -242,7 +242,7 @@ def test_golden_configs_mean_what_triton_reads() -> None:
     tokenizer = configs["minilm_tokenizer"]
     assert tokenizer.HasField("dynamic_batching")
     assert tokenizer.dynamic_batching.max_queue_delay_microseconds == 0
-    assert tokenizer.parameters["bucket"].string_value == "16"
+    assert tokenizer.parameters["bucket"].string_value == "1"
 
     sentiment_onnx = configs["sentiment_onnx"]
     assert [(g.count, g.kind) for g in sentiment_onnx.instance_group] == [
