@@ -88,7 +88,7 @@ def test_candidates_apply_the_settings_and_skip_what_the_spec_refuses(spec_file:
     assert chosen.model.dynamic_batching.preferred_batch_sizes == (4, 8)
     assert chosen.threads == 1  # cores 2 // instances 2
     assert candidates[0].threads == 2
-    assert model.instances == 1 and model.tokenizer.bucket == 16  # the spec is untouched
+    assert model.instances == 1 and model.tokenizer.bucket == 1  # the spec is untouched
     # keys the spec leaves unset stay unset (the export's cache key records where a
     # max_sequence_length came from: a change there would export again)
     assert "max_sequence_length" not in chosen.model.model_fields_set
@@ -149,7 +149,7 @@ def test_the_table_marks_the_winner_and_failures() -> None:
 
 def test_changes_are_the_differing_keys(spec_file: Path) -> None:
     model = load_spec(spec_file).models[0]
-    winner = Settings(2, None, 1000, (4, 8), 16).apply(model)
+    winner = Settings(2, None, 1000, (4, 8), 1).apply(model)
     delta = changes(model, winner)
     assert delta == {
         "dynamic_batching": {"max_queue_delay_us": 1000, "preferred_batch_sizes": [4, 8]},
