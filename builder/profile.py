@@ -188,12 +188,24 @@ def read_corpus(path: Path) -> tuple[str, ...]:
     return texts
 
 
-def input_data(texts: Sequence[str], input_name: str = "TEXT") -> dict[str, Any]:
+def input_data(texts: Sequence[str], input_names: str | Sequence[str] = "TEXT") -> dict[str, Any]:
     """perf_analyzer's ``--input-data`` JSON: one step per text, a BYTES tensor of shape [1]
-    (perf_analyzer adds the batch dimension, so each request is one text)."""
+    per input (perf_analyzer adds the batch dimension, so each request is one text, or one
+    pair). A model of several text inputs (a pair classifier's TEXT and TEXT_PAIR, a
+    reranker's QUERY and TEXT) gets step i's k-th input from text i + k of the corpus."""
     if not texts:
         raise ProfileError("no texts to send")
-    return {"data": [{input_name: {"content": [text], "shape": [1]}} for text in texts]}
+    names = (input_names,) if isinstance(input_names, str) else tuple(input_names)
+    count = len(texts)
+    return {
+        "data": [
+            {
+                name: {"content": [texts[(i + k) % count]], "shape": [1]}
+                for k, name in enumerate(names)
+            }
+            for i in range(count)
+        ]
+    }
 
 
 # --- targets: what the first argument names ----------------------------------------------
@@ -412,10 +424,10 @@ def measure(pa: PerfAnalyzer, load: Load, concurrency: int, seconds: float) -> P
 # --- the server ---------------------------------------------------------------------------
 
 
-def check_served_model(url: str, protocol: str, model: str) -> tuple[str, TensorSpec]:
-    """The perf_analyzer address (host:port) of ``url`` and the model's text input;
-    ProfileError when the server does not answer, lacks the model or the model does not take
-    one text."""
+def check_served_model(url: str, protocol: str, model: str) -> tuple[str, tuple[TensorSpec, ...]]:
+    """The perf_analyzer address (host:port) of ``url`` and the model's text inputs (one, or
+    two for pair tasks); ProfileError when the server does not answer, lacks the model or the
+    model takes something other than texts."""
     from clients import ClientError, RetryPolicy, TransportError, TritonClient
     from clients.endpoints import check_protocol, parse_endpoint
 
@@ -441,18 +453,18 @@ def check_served_model(url: str, protocol: str, model: str) -> tuple[str, Tensor
         raise ProfileError(f"no server answers at {url} ({protocol}): {exc}") from None
     except ClientError as exc:
         raise ProfileError(f"cannot profile at {url} ({protocol}): {exc}") from None
-    texts = [spec for spec in inputs if spec.datatype == "BYTES"]
-    if decoupled or len(inputs) != 1 or len(texts) != 1:
+    texts = tuple(spec for spec in inputs if spec.datatype == "BYTES")
+    if decoupled or not texts or len(texts) != len(inputs) or len(texts) > 2:
         shown = ", ".join(f"{s.name} {s.datatype}" for s in inputs)
         raise ProfileError(
-            f"model {model!r} does not take one text per request (inputs: {shown}"
-            f"{'; decoupled' if decoupled else ''}); profile measures encoder ensembles"
+            f"model {model!r} does not take one text (or one pair) per request (inputs: "
+            f"{shown}{'; decoupled' if decoupled else ''}); profile measures encoder ensembles"
         )
-    return endpoint.address, texts[0]
+    return endpoint.address, texts
 
 
 def warm_up(
-    url: str, protocol: str, model: str, text_input: TensorSpec, texts: Sequence[str]
+    url: str, protocol: str, model: str, text_inputs: Sequence[TensorSpec], texts: Sequence[str]
 ) -> None:
     """A few requests of one text before measuring: the first ones after a load pay for lazy
     set-up (ONNX Runtime's first runs, the Python members' first calls)."""
@@ -463,10 +475,12 @@ def warm_up(
 
     try:
         with TritonClient(url, check_protocol(protocol), timeout=60.0) as client:
-            shape = tuple(1 if dim < 0 else dim for dim in text_input.shape)  # [-1, 1] or [1]
             for text in (list(texts) * WARM_UP)[:WARM_UP]:
-                row = np.full(shape, text.encode("utf-8"), dtype=np.object_)
-                client.infer(model, {text_input.name: row})
+                rows = {}
+                for spec in text_inputs:
+                    shape = tuple(1 if dim < 0 else dim for dim in spec.shape)  # [-1, 1] or [1]
+                    rows[spec.name] = np.full(shape, text.encode("utf-8"), dtype=np.object_)
+                client.infer(model, rows)
     except ClientError as exc:
         raise ProfileError(f"model {model!r} at {url} does not answer: {exc}") from None
 
@@ -485,10 +499,11 @@ def run_sweep(
     pa: PerfAnalyzer, url: str, protocol: str, model: str, sweep: Sweep, progress: Progress
 ) -> ProfileResult:
     """Check the server, then measure each concurrency level in turn (a line per level)."""
-    address, text_input = check_served_model(url, protocol, model)
-    warm_up(url, protocol, model, text_input, sweep.texts)
+    address, text_inputs = check_served_model(url, protocol, model)
+    warm_up(url, protocol, model, text_inputs, sweep.texts)
     data = pa.workdir / "input-data.json"
-    data.write_text(json.dumps(input_data(sweep.texts, text_input.name)), encoding="utf-8")
+    names = [spec.name for spec in text_inputs]
+    data.write_text(json.dumps(input_data(sweep.texts, names)), encoding="utf-8")
     load = Load(address, protocol, model, data)
     points = []
     for index, level in enumerate(sweep.levels):

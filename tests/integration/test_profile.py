@@ -195,3 +195,21 @@ def test_tune_writes_the_winner_into_the_spec(
     assert tuned.models[1].model_dump() == original.models[1].model_dump()
     changed = {"instances", "threads", "dynamic_batching", "tokenizer"}
     assert model.model_dump(exclude=changed) == original.models[0].model_dump(exclude=changed)
+
+
+def test_profile_a_reranker_sends_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model of two text inputs (QUERY, TEXT) is profiled with pairs from the corpus."""
+    source = make_model(tmp_path / "model", "bert", "text-reranking")
+    spec = write_spec(
+        tmp_path / "models.yaml",
+        f"repository: repo\nmodels:\n  - {{name: rr, task: text-reranking, source: {source}, "
+        "max_sequence_length: 32, max_batch_size: 4}\n",
+    )
+    build_repository(load_spec(spec), progress=lambda message: None)
+    out = tmp_path / "out"
+    code = main(["profile", str(spec), "--concurrency", "1", "--seconds", "1", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads((out / "profile.json").read_text())
+    assert result["model"] == "rr"
+    check_points(result["points"], [1])

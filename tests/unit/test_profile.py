@@ -85,6 +85,16 @@ def test_input_data_is_one_text_of_shape_1_per_step() -> None:
         input_data([])
 
 
+def test_input_data_for_a_pair_takes_the_next_text_as_the_second() -> None:
+    data = input_data(["a", "b", "c"], ["QUERY", "TEXT"])
+    assert [{n: t["content"][0] for n, t in step.items()} for step in data["data"]] == [
+        {"QUERY": "a", "TEXT": "b"},
+        {"QUERY": "b", "TEXT": "c"},
+        {"QUERY": "c", "TEXT": "a"},
+    ]
+    assert all(t["shape"] == [1] for step in data["data"] for t in step.values())
+
+
 def test_read_corpus_skips_blank_lines(tmp_path: Path) -> None:
     corpus = tmp_path / "texts.txt"
     corpus.write_text("first text\n\n   \nsecond, ünïcode\r\nlast", encoding="utf-8")
