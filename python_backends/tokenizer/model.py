@@ -64,6 +64,10 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
                 continue
+            except Exception as exc:  # ours: INTERNAL for this request; the others go on
+                error = pb_utils.TritonError(f"tokenizer failed: {type(exc).__name__}: {exc}")
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=error)
+                continue
             rows.append((index, len(batch), len(batch) + len(texts)))
             batch.extend(texts)
         if rows:
