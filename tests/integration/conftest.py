@@ -72,3 +72,19 @@ def server(served_build: BuildResult) -> Iterator[LocalServer]:
     # explicit model control: every model loads at start, and load/unload work over the API
     with LocalServer(served_build.repository, model_control="explicit") as running:
         yield running
+
+
+def stub_pids(repository: Path, model: str) -> list[int]:
+    """Python-backend stubs serving ``model`` (their command line names its version folder)."""
+    folder = str(repository / model / "1")
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(cmdline) > 1 and b"stub" in cmdline[0] and cmdline[1].decode().startswith(folder):
+            pids.append(int(entry.name))
+    return pids

@@ -21,7 +21,7 @@ from builder.pipeline import build_repository
 from builder.serve import free_ports
 from builder.spec import load_spec
 from clients import ClassificationClient, ClientError
-from tests.integration.conftest import write_spec
+from tests.integration.conftest import stub_pids, write_spec
 from tests.tiny_models import make_model
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
@@ -88,22 +88,6 @@ def served(repository: Path) -> Iterator[Served]:
     assert server.ready.wait(180), server.output
     yield server
     server.stop()
-
-
-def stub_pids(repository: Path, model: str) -> list[int]:
-    """Python-backend stubs serving ``model`` (their command line names its version folder)."""
-    folder = str(repository / model / "1")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(cmdline) > 1 and b"stub" in cmdline[0] and cmdline[1].decode().startswith(folder):
-            pids.append(int(entry.name))
-    return pids
 
 
 def answers(url: str) -> bool:

@@ -11,25 +11,17 @@ from builder.pipeline import build_repository
 from builder.serve import LocalServer
 from builder.spec import load_spec
 from clients import EmbeddingClient
-from tests.integration.conftest import write_spec
+from tests.integration.conftest import stub_pids, write_spec
 from tests.tiny_models import make_model
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
 
 
 def stub_threads(repository: Path, model: str) -> int:
-    """Threads of the stub serving ``model`` (its command line names its version folder)."""
-    folder = str(repository / model / "1")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(cmdline) > 1 and b"stub" in cmdline[0] and cmdline[1].decode().startswith(folder):
-            return len(list((entry / "task").iterdir()))
-    raise AssertionError(f"no stub serves {model}")
+    """Threads of the stub serving ``model``."""
+    pids = stub_pids(repository, model)
+    assert pids, f"no stub serves {model}"
+    return len(list(Path(f"/proc/{pids[0]}/task").iterdir()))
 
 
 def test_intra_op_threads_reach_onnx_runtime(tmp_path: Path) -> None:
