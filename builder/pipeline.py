@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder import __version__
-from builder.errors import located
+from builder.errors import ExportError, located
 from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
 from builder.model_files import (
@@ -252,7 +252,6 @@ class _ModelBuilder:
         """export.optimize: fuse, judge the fused graph by parity, and keep it only if it
         passes (it then replaces the plain graph's files). Returns its parity report (None
         when not kept) and the outcome for the manifest."""
-        from builder.errors import ExportError
         from builder.export import optimize_onnx
 
         self.progress(f"  {model.name}: optimising the graph (ONNX Runtime fusions)")

@@ -167,7 +167,7 @@ def tokenize(
             raise ValueError(f"{name}: unknown tokenizer field {field!r}")
     encodings = tokenizer.encode_batch(list(texts))
     longest = max((len(e.ids) for e in encodings), default=0)
-    width = padded_length(longest, bucket, max(longest, max_length or longest))
+    width = padded_length(longest, bucket, max_length or longest)
     out: dict[str, IntArray] = {}
     for name, field in fields:
         fill = pad_id if field == "ids" else 0
