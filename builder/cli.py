@@ -61,6 +61,7 @@ from builder.tune import (
 )
 from builder.tune import markdown_table as tune_table
 from builder.tune import write_report as write_tune_report
+from front.cli import add_api_parser
 
 __all__ = ["EXIT_PARITY", "build_repo_main", "main"]
 
@@ -781,6 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_profile_parser(commands)
     _add_tune_parser(commands)
+    add_api_parser(commands, _add_debug)
 
     words = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
