@@ -1,0 +1,198 @@
+"""The API front's cost: `/v1/embeddings` through `triton-pack api` against the same Triton
+called directly over HTTP, and against infinity-emb's `/embeddings`, on the same cores, with
+the same corpus and closed-loop load generator as bench_side_by_side (not run by CI; the
+README quotes it).
+
+    .venv/bin/python benchmarks/bench_front.py                       # c=1 and 16, 15 s a level
+    .venv/bin/python benchmarks/bench_front.py --seconds 5 --no-infinity --json front.json
+
+Systems: `direct` (Triton's KServe v2 JSON route of the `minilm` ensemble), `front` (the
+OpenAI route of `triton-pack api`, which calls the same Triton over gRPC), `infinity`
+(infinity-emb 0.0.78, its venv and model cache shared with bench_side_by_side; skipped with
+the reason if it cannot be set up). `direct` and `front` share one tritonserver and are
+measured in turns (direct, front, direct, front) so that drift on a shared machine shows; the
+table takes each system's better run. One text per request, as in bench_side_by_side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_side_by_side import pin  # noqa: E402
+from benchmarks.side_by_side import NotMeasured, corpus, infinity, loadgen, plain  # noqa: E402
+from benchmarks.side_by_side.served import _local_server  # noqa: E402
+from builder.serve import free_ports  # noqa: E402
+
+
+def front_target(url: str, model: str) -> loadgen.Target:
+    def body(texts: list[str]) -> bytes:
+        return json.dumps({"model": model, "input": texts}).encode()
+
+    def vectors(payload: bytes) -> list[list[float]]:
+        items = sorted(json.loads(payload)["data"], key=lambda item: item["index"])
+        return [item["embedding"] for item in items]
+
+    return loadgen.Target(f"{url}/v1/embeddings", body, vectors)
+
+
+def start_front(
+    grpc: str, spec: Path, repository: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_ports(1)[0]
+    command = [
+        str(Path(sys.executable).parent / "triton-pack"),
+        "api",
+        "--triton",
+        grpc,
+        "--spec",
+        str(spec),
+        "--repository",
+        str(repository),
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NotMeasured(f"triton-pack api exited: {log.read_text()[-500:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as reply:
+                if reply.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise NotMeasured("triton-pack api did not answer /health within 120 s")
+
+
+def line(name: str, result: loadgen.LevelResult) -> str:
+    return (
+        f"  {name:<9} c={result.concurrency:<3} {result.texts_per_s:8.1f} texts/s  "
+        f"p50 {result.percentile_ms(50):6.1f} ms  p99 {result.percentile_ms(99):6.1f} ms  "
+        f"failures {result.failures}"
+    )
+
+
+def best(results: list[loadgen.LevelResult]) -> loadgen.LevelResult:
+    return max(results, key=lambda r: r.texts_per_s)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "models.yaml")
+    parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
+    parser.add_argument("--levels", default="1,16")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2, help="turns of direct/front per level")
+    parser.add_argument("--cpus", type=lambda v: [int(c) for c in v.split(",")], default=None)
+    parser.add_argument("--no-infinity", action="store_true")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/triton-pack-bench")
+    parser.add_argument("--json", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+Results = dict[str, dict[int, list[loadgen.LevelResult]]]
+
+
+def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) -> Results:
+    results: Results = {"direct": {}, "front": {}}
+    log = args.cache / "front-bench.log"
+    with _local_server(args.repository.resolve()) as server:
+        direct = loadgen.triton_target(server.http_url, "minilm")
+        process, url = start_front(server.grpc_url, args.spec, args.repository.resolve(), log)
+        front = front_target(url, "minilm")
+        try:
+            same = loadgen.embed(front, texts[:4]) == loadgen.embed(direct, texts[:4])
+            print(f"front and direct vectors equal: {same}")
+            for level in levels:
+                for _ in range(args.rounds):
+                    for name, target in (("direct", direct), ("front", front)):
+                        result = loadgen.run_level(target, texts, level, args.warmup, args.seconds)
+                        results[name].setdefault(level, []).append(result)
+                        print(line(name, result), flush=True)
+        finally:
+            process.terminate()
+            process.wait(30)
+    return results
+
+
+def measure_infinity(
+    args: argparse.Namespace, texts: list[str], levels: list[int], results: Results
+) -> None:
+    source = plain.minilm_source()
+    setup = infinity.InfinitySetup(
+        venv=args.cache / "infinity-venv",
+        source=source,
+        key=plain.source_key(source),
+        cache=args.cache,
+        engine="optimum",
+    )
+    try:
+        with infinity.serve_infinity(setup) as served:
+            for level in levels:
+                result = loadgen.run_level(served.target, texts, level, args.warmup, args.seconds)
+                results.setdefault("infinity", {})[level] = [result]
+                print(line("infinity", result), flush=True)
+    except NotMeasured as exc:
+        print(f"  infinity: not measured ({exc})")
+
+
+def report(results: Results, levels: list[int]) -> dict[str, dict[int, dict[str, object]]]:
+    print("\n| system | " + " | ".join(f"c={lv} texts/s (p50 ms)" for lv in levels) + " |")
+    print("| --- |" + " ---: |" * len(levels))
+    table: dict[str, dict[int, dict[str, object]]] = {}
+    for name, by_level in results.items():
+        cells = []
+        for level in levels:
+            chosen = best(by_level[level])
+            table.setdefault(name, {})[level] = chosen.as_json()
+            cells.append(f"{chosen.texts_per_s:.1f} ({chosen.percentile_ms(50):.1f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    top, low = max(levels), min(levels)
+    front_top = best(results["front"][top]).texts_per_s
+    ratio = front_top / best(results["direct"][top]).texts_per_s
+    overhead = best(results["front"][low]).percentile_ms(50) - best(
+        results["direct"][low]
+    ).percentile_ms(50)
+    print(
+        f"\nfront / direct at c={top}: {ratio:.2f} (target >= 0.85); "
+        f"front's added p50 at c={low}: {overhead:.1f} ms"
+    )
+    if "infinity" in results:
+        versus = front_top / best(results["infinity"][top]).texts_per_s
+        print(f"front / infinity at c={top}: {versus:.2f}")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cpus = pin(args.cpus)
+    levels = [int(level) for level in args.levels.split(",")]
+    texts = corpus.generate(2000, 0)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    print(f"pinned to cores {cpus}; load average {os.getloadavg()[0]:.2f}; {len(texts)} texts")
+    results = measure_pair(args, texts, levels)
+    if not args.no_infinity:
+        measure_infinity(args, texts, levels, results)
+    table = report(results, levels)
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
