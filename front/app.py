@@ -107,7 +107,7 @@ class Guard:
         if wait > 0:
             raise APIError(
                 429,
-                f"rate limit of {self.front.limiter.rate:g} requests/s reached; retry in "
+                f"rate limit of {self.front.limiter.rate} requests reached; retry in "
                 f"{wait:.2f} s",
                 code="rate_limit_exceeded",
                 retry_after=wait,

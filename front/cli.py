@@ -35,7 +35,7 @@ example:
 """
 
 
-def _rate(value: str) -> float:
+def _rate(value: str) -> Any:
     from front.guard import parse_rate
 
     try:

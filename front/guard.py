@@ -1,8 +1,8 @@
 """API keys and the per-key rate limit (pure logic: no I/O, an injectable clock).
 
 Keys are Bearer tokens (``Authorization: Bearer KEY``), compared in constant time. The rate
-limit is a token bucket per key (per client address when no keys are configured): it holds
-``max(rate, 1)`` tokens, refills ``rate`` tokens per second, and each request takes one. A request
+limit is a token bucket per key (per client address when no keys are configured): ``N/s``
+or ``N/min`` holds N tokens, refills N per second or minute, and each request takes one. A request
 that finds the bucket empty is told how long until a token is back (``Retry-After``).
 """
 
@@ -14,11 +14,31 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Keys", "RateLimiter", "TokenBucket", "parse_rate", "read_keys"]
+__all__ = ["Keys", "Rate", "RateLimiter", "TokenBucket", "parse_rate", "read_keys"]
 
 
-def parse_rate(value: str) -> float:
-    """``"20/s"``, ``"20"`` or ``"1200/min"`` -> requests per second."""
+@dataclass(frozen=True)
+class Rate:
+    """``count`` requests per ``seconds``: the bucket holds ``count`` (at least 1) and refills
+    at ``count / seconds`` a second, so ``3/min`` allows a burst of 3, then one per 20 s."""
+
+    count: float
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.count)
+
+    def __str__(self) -> str:
+        return f"{self.count:g}/{'s' if self.seconds == 1.0 else 'min'}"
+
+
+def parse_rate(value: str) -> Rate:
+    """``"20/s"``, ``"20"`` or ``"1200/min"``."""
     text = value.strip().lower()
     per = 1.0
     for suffix, seconds in (("/s", 1.0), ("/sec", 1.0), ("/min", 60.0), ("/m", 60.0)):
@@ -31,7 +51,7 @@ def parse_rate(value: str) -> float:
         raise ValueError(f"rate limit {value!r}: expected N/s or N/min, e.g. 20/s") from None
     if not count > 0 or count == float("inf"):
         raise ValueError(f"rate limit {value!r}: must be a positive number of requests")
-    return count / per
+    return Rate(count, per)
 
 
 def read_keys(path: Path) -> list[str]:
@@ -93,7 +113,7 @@ class TokenBucket:
 
 @dataclass
 class RateLimiter:
-    rate: float | None  # requests per second per key; None: no limit
+    rate: Rate | None  # per key; None: no limit
     clock: Callable[[], float] = time.monotonic
     max_buckets: int = 10_000  # client addresses are unbounded: forget the oldest
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
@@ -107,6 +127,6 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= self.max_buckets:
                 self._buckets.pop(next(iter(self._buckets)))
-            capacity = max(1.0, self.rate)
-            bucket = self._buckets[who] = TokenBucket(self.rate, capacity, capacity, now)
+            burst = self.rate.burst
+            bucket = self._buckets[who] = TokenBucket(self.rate.per_second, burst, burst, now)
         return bucket.take(now)
