@@ -25,6 +25,7 @@ from clients import (
     TokenClassificationClient,
     TritonClient,
 )
+from tests.front_process import Front, running_front
 from tests.integration.conftest import write_spec
 from tests.tiny_models import make_model
 
@@ -367,3 +368,133 @@ def test_every_member_answers_its_canary(server: LocalServer) -> None:
         results = probe(client)
     assert len(results) == 4 + 2 * 3 + 5 * 4  # nli, the rerankers, the ner models: with members
     assert [r.model for r in results if not r.ok or r.skipped] == []
+
+
+# --- the API front's TEI routes on these tasks ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def front(
+    server: LocalServer, built: BuildResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Front]:
+    spec = built.repository.parent / "models.yaml"
+    log = tmp_path_factory.mktemp("front") / "front.log"
+    with running_front(server.grpc_url, spec, log) as running:
+        yield running
+
+
+@pytest.mark.parametrize("name", ["reranker", "st_reranker"])
+def test_front_rerank_answers_as_tei_with_cross_encoder_scores(
+    front: Front, sources: dict[str, Path], name: str
+) -> None:
+    import httpx
+
+    from tests.integration.test_front import SCHEMAS, conforms
+
+    body = {"query": QUERY, "texts": DOCUMENTS, "model": name}
+    ranks = httpx.post(front.url + "/rerank", json=body, timeout=60).json()
+    assert conforms(ranks, SCHEMAS["RerankResponse"]) == []
+    assert sorted(r["index"] for r in ranks) == list(range(len(DOCUMENTS)))
+    assert [r["score"] for r in ranks] == sorted((r["score"] for r in ranks), reverse=True)
+    assert all("text" not in r for r in ranks)
+    # CrossEncoder.predict: probabilities for reranker (sigmoid), logits for st_reranker
+    raw = cross_encoder_scores(sources[name], QUERY, DOCUMENTS)
+    probabilities = raw if name == "reranker" else 1.0 / (1.0 + np.exp(-raw.astype(np.float64)))
+    served = np.array([r["score"] for r in sorted(ranks, key=lambda r: r["index"])])
+    # TEI's scores are probabilities unless raw_scores: the identity model gets its sigmoid
+    np.testing.assert_allclose(served, probabilities, atol=1e-4)
+    texts = httpx.post(front.url + "/rerank", json={**body, "return_text": True}).json()
+    assert [r["text"] for r in texts] == [DOCUMENTS[r["index"]] for r in texts]
+    raw_reply = httpx.post(front.url + "/rerank", json={**body, "raw_scores": True})
+    if name == "st_reranker":
+        as_raw = sorted(raw_reply.json(), key=lambda r: r["index"])
+        np.testing.assert_allclose([r["score"] for r in as_raw], raw, atol=1e-4)
+    else:  # a sigmoid in the graph: no raw logits to give, and it says so
+        assert raw_reply.status_code == 422
+        assert "activation: none" in raw_reply.json()["error"]
+
+
+def test_front_tei_requests_without_a_model_get_the_first_of_the_task(front: Front) -> None:
+    import httpx
+
+    first = httpx.post(front.url + "/rerank", json={"query": "q", "texts": ["a", "b"]}).json()
+    named = httpx.post(
+        front.url + "/rerank", json={"query": "q", "texts": ["a", "b"], "model": "reranker"}
+    ).json()
+    assert first == named
+    wrong = httpx.post(front.url + "/rerank", json={"query": "q", "texts": ["a"], "model": "nli"})
+    assert wrong.status_code == 400 and "text-classification" in wrong.json()["error"]
+    empty = httpx.post(front.url + "/rerank", json={"query": "q", "texts": []})
+    assert empty.status_code == 422 and empty.json()["error_type"] == "validation"
+
+
+def test_front_predict_pairs_equal_the_classification_client(
+    front: Front, server: LocalServer
+) -> None:
+    import httpx
+
+    from tests.integration.test_front import SCHEMAS, conforms
+
+    rows = [[a, b] for a, b in zip(PREMISES, HYPOTHESES, strict=True)]
+    batch = httpx.post(front.url + "/predict", json={"inputs": rows}, timeout=60).json()
+    assert conforms(batch, SCHEMAS["PredictResponse"]) == []
+    with ClassificationClient(server.grpc_url, "nli", protocol="grpc") as client:
+        expected = client.classify(PREMISES, HYPOTHESES)
+    for got, want in zip(batch, expected, strict=True):
+        assert got[0]["label"] == want.label
+        assert {p["label"]: p["score"] for p in got} == pytest.approx(want.scores, abs=1e-7)
+    pair = httpx.post(front.url + "/predict", json={"inputs": rows[0]}).json()
+    assert pair == batch[0]
+    single = httpx.post(front.url + "/predict", json={"inputs": "just one text"})
+    assert single.status_code == 422 and "pairs" in single.json()["error"]
+
+
+def test_front_ner_equals_the_token_classification_client(
+    front: Front, server: LocalServer
+) -> None:
+    import httpx
+
+    for name in ("ner_simple", "ner_none"):
+        body = {"inputs": NER_TEXTS, "model": name}
+        rows = httpx.post(front.url + "/v1/ner", json=body, timeout=60).json()
+        with TokenClassificationClient(server.grpc_url, name, protocol="grpc") as ner:
+            expected = ner.entities(NER_TEXTS)
+        key = "entity" if name == "ner_none" else "entity_group"
+        for got, want in zip(rows, expected, strict=True):
+            assert [(e[key], e["word"], e["start"], e["end"], e.get("index")) for e in got] == [
+                (e.label, e.word, e.start, e.end, e.index) for e in want
+            ]
+            assert [e["score"] for e in got] == pytest.approx([e.score for e in want], abs=1e-7)
+        one = httpx.post(front.url + "/v1/ner", json={"inputs": NER_TEXTS[0], "model": name})
+        assert one.json() == rows[0]
+
+
+def test_front_answers_503_in_openai_and_tei_bodies_when_triton_stops(
+    built: BuildResult, tmp_path: Path
+) -> None:
+    import httpx
+
+    spec = built.repository.parent / "models.yaml"
+    own = LocalServer(built.repository)
+    own.start()
+    try:
+        with running_front(own.grpc_url, spec, tmp_path / "front.log") as front:
+            body = {"query": "q", "texts": ["a"], "model": "reranker"}
+            assert httpx.post(front.url + "/rerank", json=body, timeout=60).status_code == 200
+            assert httpx.get(front.url + "/health", timeout=60).status_code == 200
+            own.stop()
+            down = httpx.post(front.url + "/rerank", json=body, timeout=60)
+            assert down.status_code == 503
+            assert down.json()["error_type"] == "unhealthy"
+            assert "Triton is unreachable" in down.json()["error"]
+            ner = httpx.post(
+                front.v1 + "/ner", json={"model": "ner_simple", "inputs": "x"}, timeout=60
+            )
+            assert ner.status_code == 503  # a /v1 route: OpenAI's error body
+            assert ner.json()["error"]["type"] == "server_error"
+            assert ner.json()["error"]["code"] == "triton_unavailable"
+            health = httpx.get(front.url + "/health", timeout=60)
+            assert health.status_code == 503
+            assert health.json()["models"]["reranker"]["ok"] is False
+    finally:
+        own.close()
