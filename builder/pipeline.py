@@ -333,9 +333,9 @@ class _ModelBuilder:
             return dict(reuse.artifacts), False
         from builder.gguf import convert
 
-        size_mb = gguf.path.stat().st_size / 1e6
+        size_mb = gguf.path.stat().st_size / 2**20
         self.progress(
-            f"  {model.name}: converting {gguf.path.name} ({size_mb:.0f} MB) to a float32 "
+            f"  {model.name}: converting {gguf.path.name} ({size_mb:.0f} MiB) to a float32 "
             "Hugging Face folder"
         )
         started = time.monotonic()
@@ -343,7 +343,7 @@ class _ModelBuilder:
         template = "with" if done.chat_template else "WITHOUT a"
         self.progress(
             f"  {model.name}: converted in {time.monotonic() - started:.1f}s "
-            f"({done.size_bytes / 1e6:.0f} MB, {template} chat template)"
+            f"({done.size_bytes / 2**20:.0f} MiB, {template} chat template)"
         )
         files = sorted(path for path in done.folder.rglob("*") if path.is_file())
         return {path.relative_to(root).as_posix(): file_sha256(path) for path in files}, True
