@@ -193,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         LocalServer(result.repository) as server,
     ):
         print(f"server ready in {time.monotonic() - started:.1f}s: gRPC {server.grpc_url}")
-        answer = _answer(server, result.repository, args.direct, Path(tmp))
+        try:
+            answer = _answer(server, result.repository, args.direct, Path(tmp))
+        except RuntimeError as exc:  # the front did not start: say why, no traceback
+            print(f"\n{exc}", file=sys.stderr)
+            return 2
     print(f"\n{answer.rates()}")
     if "Paris" not in answer.text:
         print("expected the answer to name Paris (greedy decoding is deterministic)")
