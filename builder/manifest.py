@@ -45,6 +45,10 @@ class ModelRecord:
         data: dict[str, Any] = {"task": self.task, "triton_models": list(self.triton_models)}
         if self.backend is not None:
             data.update(backend=self.backend, engine=self.engine or {})
+            if self.source is not None:  # a converted GGUF file
+                data.update(source=self.source, cache_key=self.cache_key)
+                if self.artifacts:
+                    data.update(artifacts=self.artifacts)
             return data
         data.update(
             target=self.target,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import __version__
 from builder.errors import ExportError, located
+from builder.gguf import GgufFile, conversion_key, converted_path, converter_versions
 from builder.inputs import CheckedInputs, check_inputs
 from builder.manifest import Manifest, ModelRecord, read_manifest
 from builder.model_files import (
@@ -108,6 +109,7 @@ class Prepared:
     inputs: dict[str, CheckedInputs]  # config.json and registry entries, per model
     embedding: dict[str, EmbeddingSettings]
     activation: dict[str, Setting[str]] = field(default_factory=dict)  # rerankers'
+    gguf: dict[str, GgufFile] = field(default_factory=dict)  # vLLM entries with 'gguf'
 
     def max_length(self, model: ModelSpec) -> int:
         settings = self.embedding.get(model.name)
@@ -144,16 +146,23 @@ def cache_key(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _reusable(previous: Manifest | None, name: str, key: str, repo: Path) -> ModelRecord | None:
-    """The previous build's record of ``name`` if its key matches and its files are intact."""
+def _intact(previous: Manifest | None, name: str, key: str, repo: Path) -> ModelRecord | None:
+    """The previous build's record of ``name`` if its key matches and its files hash as
+    recorded."""
     record = previous.models.get(name) if previous else None
-    if record is None or record.cache_key != key or record.tokenizer is None:
+    if record is None or record.cache_key != key or not record.artifacts:
         return None
     for rel, sha in record.artifacts.items():
         path = repo / rel
         if not path.is_file() or file_sha256(path) != sha:
             return None
     return record
+
+
+def _reusable(previous: Manifest | None, name: str, key: str, repo: Path) -> ModelRecord | None:
+    """The previous build's record of encoder ``name`` if its export can be reused."""
+    record = _intact(previous, name, key, repo)
+    return record if record is not None and record.tokenizer is not None else None
 
 
 class _ModelBuilder:
@@ -280,26 +289,69 @@ class _ModelBuilder:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def build_vllm(self, index: int, model: ModelSpec, root: Path) -> ModelRecord:
-        """A vllm backend model: config.pbtxt and 1/model.json, nothing to export."""
+    def build_vllm(
+        self, index: int, model: ModelSpec, root: Path, with_weights: bool
+    ) -> ModelRecord:
+        """A vllm backend model: config.pbtxt and 1/model.json; a GGUF entry's converted
+        folder (``builder.gguf``) besides, with the folder's final path as engine.model."""
+        started = time.monotonic()
         self.progress(f"[{index + 1}/{len(self.spec.models)}] {model.name} (text-generation, vllm)")
-        plan = plan_vllm(model)
+        gguf = self.prepared.gguf.get(model.name)
+        folder = converted_path(self.old_repo, model.name) if gguf else None
+        plan = plan_vllm(model, None if folder is None else str(folder))
         configs = render_vllm(plan, self.spec.path.name)
         for name, text in configs.items():
             write_text(root / name / "config.pbtxt", text)
         write_text(root / model.name / "1" / "model.json", plan.model_json)
-        self.outcomes.append(ModelOutcome(model.name, False, 0.0, {}))
-        return ModelRecord(
+        record = ModelRecord(
             task=model.task,
             triton_models=tuple(sorted(configs)),
             backend="vllm",
-            engine=dict(model.engine or {}),
+            engine=json.loads(plan.model_json),
         )
+        converted = False
+        if gguf is not None:
+            key = conversion_key(gguf, converter_versions(), __version__)
+            record = replace(record, source=gguf.as_manifest(), cache_key=key)
+            if with_weights:
+                artifacts, converted = self._converted_gguf(model, gguf, key, root)
+                record = replace(record, artifacts=artifacts)
+        self.outcomes.append(ModelOutcome(model.name, converted, time.monotonic() - started, {}))
+        return record
+
+    def _converted_gguf(
+        self, model: ModelSpec, gguf: GgufFile, key: str, root: Path
+    ) -> tuple[dict[str, str], bool]:
+        """The converted folder in ``root``: hard links to the previous build's when its
+        conversion key matches and its files are intact, else a new conversion. Returns the
+        folder's file hashes (by repository path) and whether it was converted."""
+        reuse = _intact(self.previous, model.name, key, self.old_repo)
+        if reuse is not None:
+            self.progress(f"  {model.name}: GGUF unchanged, reusing the previous conversion")
+            for rel in reuse.artifacts:
+                link(self.old_repo / rel, root / rel)
+            return dict(reuse.artifacts), False
+        from builder.gguf import convert
+
+        size_mb = gguf.path.stat().st_size / 2**20
+        self.progress(
+            f"  {model.name}: converting {gguf.path.name} ({size_mb:.0f} MiB) to a float32 "
+            "Hugging Face folder"
+        )
+        started = time.monotonic()
+        done = convert(gguf, converted_path(root, model.name))
+        template = "with" if done.chat_template else "WITHOUT a"
+        self.progress(
+            f"  {model.name}: converted in {time.monotonic() - started:.1f}s "
+            f"({done.size_bytes / 2**20:.0f} MiB, {template} chat template)"
+        )
+        files = sorted(path for path in done.folder.rglob("*") if path.is_file())
+        return {path.relative_to(root).as_posix(): file_sha256(path) for path in files}, True
 
     def build(self, index: int, model: ModelSpec, root: Path, with_weights: bool) -> ModelRecord:
         with located(self.spec.where(model)):
             if model.task == "text-generation":
-                return self.build_vllm(index, model, root)
+                return self.build_vllm(index, model, root, with_weights)
             return self._build_encoder(index, model, root, with_weights)
 
     def _build_encoder(
@@ -389,8 +441,11 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
     checked: dict[str, CheckedInputs] = {}
     embedding: dict[str, EmbeddingSettings] = {}
     activation: dict[str, Setting[str]] = {}
+    gguf: dict[str, GgufFile] = {}
     for model in spec.models:
         if model.task == "text-generation":
+            if model.gguf is not None:
+                gguf[model.name] = _checked_gguf(spec, model, converting=replacing)
             continue
         source = resolve_source(model, spec)
         max_length = model.max_sequence_length
@@ -407,8 +462,21 @@ def prepare(spec: Spec, repo: Path, progress: Progress, *, replacing: bool) -> P
                 )
     if replacing:
         protected = [source.directory for source in sources.values()]
+        protected += [file.path.parent for file in gguf.values()]
         check_output_folder(repo, spec_file=spec.path, model_names=names, protected=protected)
-    return Prepared(sources, checked, embedding, activation)
+    return Prepared(sources, checked, embedding, activation, gguf)
+
+
+def _checked_gguf(spec: Spec, model: ModelSpec, *, converting: bool) -> GgufFile:
+    """The entry's GGUF file, found and hashed; when the build may convert it, also the
+    check that transformers can read GGUF here. Errors name ``models[i].gguf``."""
+    from builder.gguf import require_converter, resolve_gguf
+
+    with located(spec.where(model, "gguf")):
+        found = resolve_gguf(str(model.gguf), spec.base_dir)
+        if converting:
+            require_converter()
+    return found
 
 
 def _stage(

@@ -483,8 +483,12 @@ class VllmPlan:
     model_json: str
 
 
-def plan_vllm(model: ModelSpec) -> VllmPlan:
-    """The official vllm backend's contract (``python_backends.vllm_contract``)."""
+def plan_vllm(model: ModelSpec, model_path: str | None = None) -> VllmPlan:
+    """The official vllm backend's contract (``python_backends.vllm_contract``).
+
+    ``model_path``: where the build put the model (a GGUF entry's converted folder); it is
+    ``engine.model`` in ``model.json``.
+    """
     from python_backends.vllm_contract import INPUTS, OUTPUTS
 
     inputs = tuple(
@@ -493,6 +497,8 @@ def plan_vllm(model: ModelSpec) -> VllmPlan:
     outputs = tuple(TensorSpec(name, kind, tuple(dims)) for name, kind, dims in OUTPUTS)
     metrics = "true" if model.report_metrics else "false"
     engine = dict(model.engine or {})
+    if model_path is not None:
+        engine["model"] = model_path
     return VllmPlan(
         spec=model,
         inputs=inputs,

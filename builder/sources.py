@@ -18,7 +18,13 @@ from pathlib import Path
 from builder.errors import SourceError, located
 from builder.spec import ModelSpec, Spec
 
-__all__ = ["ResolvedSource", "file_sha256", "resolve_source"]
+__all__ = [
+    "ResolvedSource",
+    "file_sha256",
+    "is_package_reference",
+    "package_path",
+    "resolve_source",
+]
 
 _PACKAGE_PREFIX = "package:"
 
@@ -47,7 +53,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _package_dir(source: str) -> Path:
+def is_package_reference(source: str) -> bool:
+    """Whether ``source`` names something inside an installed package (``package:...``)."""
+    return source.startswith(_PACKAGE_PREFIX)
+
+
+def package_path(source: str) -> tuple[str, Path]:
+    """(package name, path) for ``package:<python package>/<path inside it>``.
+
+    The package is found without importing it (some packages that ship model files import
+    plugins of other tools on import). The path is not checked.
+    """
     rest = source[len(_PACKAGE_PREFIX) :]
     package, _, sub = rest.partition("/")
     try:
@@ -59,7 +75,12 @@ def _package_dir(source: str) -> Path:
             f"{source!r}: Python package {package!r} is not installed "
             f"(pip install {package.replace('_', '-')})"
         )
-    directory = Path(next(iter(found.submodule_search_locations))) / sub
+    return package, Path(next(iter(found.submodule_search_locations))) / sub
+
+
+def _package_dir(source: str) -> Path:
+    package, directory = package_path(source)
+    sub = source[len(_PACKAGE_PREFIX) :].partition("/")[2]
     if not directory.is_dir():
         raise SourceError(f"{source!r}: package {package!r} has no folder {sub!r} ({directory})")
     return directory
@@ -116,7 +137,7 @@ def resolve_source(model: ModelSpec, spec: Spec) -> ResolvedSource:
     source = model.source
     if source is None:
         raise SourceError(f"{spec.where(model)}: task {model.task} has no 'source'", located=True)
-    if source.startswith(_PACKAGE_PREFIX):
+    if is_package_reference(source):
         _no_revision(model, spec, f"{source!r} is a folder inside an installed package")
         with located(spec.where(model, "source")):
             directory = _package_dir(source)

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -126,6 +127,7 @@ _TASK_ONLY_KEYS = {
     "pair": ("text-classification",),
     "activation": ("text-reranking",),
     "aggregation": ("token-classification",),
+    "gguf": ("text-generation",),
 }
 
 
@@ -159,6 +161,9 @@ class ModelSpec(_Frozen):
     # token-classification: how tokens become entities (transformers' aggregation_strategy);
     # None: simple
     aggregation: Aggregation | None = None
+    # text-generation: a GGUF file (``package:<package>/<file>.gguf`` or a path) that the build
+    # converts to a float32 Hugging Face folder and serves as engine.model (builder.gguf)
+    gguf: str | None = Field(default=None, min_length=1)
     engine: dict[str, Any] | None = None
     report_metrics: bool = True
 
@@ -174,14 +179,25 @@ class ModelSpec(_Frozen):
 
     @field_validator("engine")
     @classmethod
-    def _engine(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _engine(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if value is None:
             return None
         from builder.engine_args import mistyped_engine_args, unknown_engine_args
 
         problems = unknown_engine_args(value) + mistyped_engine_args(value)
-        if "model" not in value:
-            problems.insert(0, "'model' is required (a Hub id or a path where the server runs)")
+        if info.data.get("gguf") is not None:
+            if "model" in value:
+                problems.insert(
+                    0,
+                    "'model' must not be given with 'gguf': the build sets it to the folder "
+                    "it converts the GGUF file into",
+                )
+        elif "model" not in value:
+            problems.insert(
+                0,
+                "'model' is required (a Hub id or a path where the server runs), or give "
+                "'gguf' (a GGUF file the build converts)",
+            )
         elif not isinstance(value["model"], str) or not value["model"]:
             problems.insert(0, "'model' must be a non-empty string")
         if problems:
@@ -229,8 +245,10 @@ class ModelSpec(_Frozen):
     def _generation_keys(self) -> ModelSpec:
         if self.backend != "vllm":
             raise ValueError("task text-generation needs backend: vllm")
-        if self.engine is None:
-            raise ValueError("backend vllm needs an 'engine' mapping (vLLM engine arguments)")
+        if self.engine is None and self.gguf is None:
+            raise ValueError(
+                "backend vllm needs an 'engine' mapping (vLLM engine arguments), or 'gguf'"
+            )
         reasons = {
             "max_batch_size": "vLLM batches requests itself (continuous batching), so the "
             "config must say max_batch_size: 0",
@@ -239,7 +257,8 @@ class ModelSpec(_Frozen):
             "instances": "the vllm backend runs one KIND_MODEL instance; use "
             "engine.tensor_parallel_size or more models",
             "threads": "vLLM picks its own threads",
-            "source": "the vllm backend loads engine.model; put the model there",
+            "source": "the vllm backend loads engine.model; put the model there (or a GGUF "
+            "file in 'gguf')",
             "max_sequence_length": "use engine.max_model_len",
             "max_text_bytes": "applies to encoder models (the tokenizer member)",
             "export": "vLLM models are not exported",

