@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +32,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# A chat template made of words the tiny tokenizer knows (no <unk>), as the front's chat tests
+# need one; it only changes how messages become a prompt, not plain tokenization.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }} , {{ m['content'] }} ! {% endfor %}"
+    "{% if add_generation_prompt %}the server{% endif %}"
+)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_llama(tmp_path_factory.mktemp("tiny-llama"))
+    folder = make_llama(tmp_path_factory.mktemp("tiny-llama"))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["chat_template"] = CHAT_TEMPLATE
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder
 
 
 @pytest.fixture(scope="session")
