@@ -45,6 +45,13 @@ from builder.profile import (
 )
 from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import ModelSpec, Spec, load_spec
+from builder.storage import (
+    RepositoryURI,
+    is_uri,
+    parse_repository_uri,
+    preflight,
+    upload_repository,
+)
 from builder.tune import (
     Axes,
     Candidate,
@@ -84,6 +91,9 @@ examples:
   build-repo models.yaml                    build into the spec's `repository` folder
   build-repo models.yaml -o /tmp/repo       build elsewhere
   build-repo models.yaml --check            exit 1 if committed configs/code are stale
+  build-repo models.yaml --upload s3://bucket/models
+                                            build, then upload to s3://bucket/models/<hash>
+                                            and print that URI (serve or deploy it)
 
 exit codes: 0 ok, 1 failed (message names file, model and key), 2 usage,
   3 built with a parity failure the spec allows (see --allow-parity-failure), 130 Ctrl-C,
@@ -107,6 +117,14 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_build_only_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upload",
+        metavar="URI",
+        default=None,
+        help="after the build, upload the repository to URI/<content hash> (s3://bucket/prefix "
+        "or s3://host:port/bucket/prefix; credentials and region from the AWS environment "
+        "variables), manifest last, and print the final URI",
+    )
     parser.add_argument(
         "--allow-parity-failure",
         action="store_true",
@@ -185,9 +203,17 @@ class _Signals:
 
 def _build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    upload: RepositoryURI | None = None
+    client = None
+    if getattr(args, "upload", None) is not None:
+        # a bad URI, no credentials or no bucket fail here, before any work
+        upload = parse_repository_uri(args.upload)
+        client = preflight(upload)
     with _Signals().installed() as signals:
         progress = signals.progress(_progress(args.quiet))
         result = build_repository(spec, args.output, progress=progress)
+        if upload is not None:
+            uploaded = upload_repository(result.repository, upload, progress, client)
     exported = [m.name for m in result.models if m.exported]
     failed = result.parity_failures
     print(
@@ -196,6 +222,8 @@ def _build(args: argparse.Namespace) -> int:
         + (f" ({', '.join(exported)})" if exported else "")
         + (f"; PARITY FAILED: {', '.join(failed)}" if failed else "")
     )
+    if upload is not None:
+        print(uploaded, flush=True)  # the content-addressed URI: serve or deploy this
     if not failed:
         return EXIT_OK
     for model in result.models:
@@ -250,12 +278,17 @@ def _port(value: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    check_served_repository(args.repository.resolve())  # before anything starts or prints
+    repository: Path | RepositoryURI = (
+        parse_repository_uri(args.repository)
+        if is_uri(args.repository)
+        else Path(args.repository).resolve()
+    )
+    check_served_repository(repository)  # before anything starts or prints
     chosen = [args.http_port, args.grpc_port, args.metrics_port]
     spare = iter(free_ports(3))
     ports = Ports(*[port or next(spare) for port in chosen])
     server = LocalServer(
-        args.repository,
+        repository,
         ports=ports,
         host=args.host,
         model_control=args.model_control,
@@ -273,7 +306,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        print(f"starting tritonserver on {args.repository} (log: {server.log_path})", flush=True)
+        print(f"starting tritonserver on {repository} (log: {server.log_path})", flush=True)
         server.start(timeout=args.timeout)
         return _serve_until_stopped(server, args)
     except KeyboardInterrupt:
@@ -698,15 +731,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve",
         help="run a real tritonserver over a repository (no Docker or GPU needed)",
         description=(
-            "Run tritonserver over DIR: the one on PATH (NGC image) or the one in the "
-            "nvidia-pytriton wheel, with triton-pack's Python stand-ins for backends the "
-            "server lacks (onnxruntime). Prints one line with the URLs when every model is "
+            "Run tritonserver over REPOSITORY, a folder or an S3 URI (s3://bucket/prefix, "
+            "s3://host:port/bucket/prefix; AWS credentials and region from the environment; "
+            "its manifest.json must be there, so a half-uploaded build is refused) with the "
+            "tritonserver on PATH (NGC image) or the one in the nvidia-pytriton wheel, with "
+            "triton-pack's Python stand-ins for backends the server lacks (onnxruntime). Prints one line with the URLs when every model is "
             "ready; if a model fails to load, prints Triton's error and exits 1. "
             "Ctrl-C or SIGTERM stops the server and its stubs within 10 s (exit 0). "
             "Arguments after `--` go to tritonserver unchanged."
         ),
     )
-    serve.add_argument("repository", type=Path, nargs="?", default=Path("model_repository"))
+    serve.add_argument(
+        "repository",
+        nargs="?",
+        default="model_repository",
+        metavar="REPOSITORY",
+        help="a built repository folder (default model_repository) or an S3 URI that "
+        "`build-repo --upload` printed",
+    )
     serve.add_argument("--http-port", type=_port, default=8000, help="0 picks a free port")
     serve.add_argument("--grpc-port", type=_port, default=8001, help="0 picks a free port")
     serve.add_argument("--metrics-port", type=_port, default=8002, help="0 picks a free port")
