@@ -362,7 +362,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     try:
         with TritonClient(args.url, args.protocol, timeout=args.timeout) as client:
-            results = probe(client, args.timeout)
+            results = probe(client, args.timeout, tuple(args.model))
     except ClientError as exc:
         print(f"FAIL {args.url}: {exc}")
         return EXIT_FAILED
@@ -735,8 +735,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "s3://host:port/bucket/prefix; AWS credentials and region from the environment; "
             "its manifest.json must be there, so a half-uploaded build is refused) with the "
             "tritonserver on PATH (NGC image) or the one in the nvidia-pytriton wheel, with "
-            "triton-pack's Python stand-ins for backends the server lacks (onnxruntime). Prints one line with the URLs when every model is "
-            "ready; if a model fails to load, prints Triton's error and exits 1. "
+            "triton-pack's Python stand-ins for backends the server lacks (onnxruntime). "
+            "Prints one line with the URLs when every model is ready; if a model fails to "
+            "load, prints Triton's error and exits 1. "
             "Ctrl-C or SIGTERM stops the server and its stubs within 10 s (exit 0). "
             "Arguments after `--` go to tritonserver unchanged."
         ),
@@ -794,6 +795,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe_cmd.add_argument("--url", default="localhost:8000", help="default %(default)s")
     probe_cmd.add_argument("--protocol", choices=("http", "grpc"), default="http")
     probe_cmd.add_argument("--timeout", type=float, default=10.0, help="seconds per model")
+    probe_cmd.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="probe only this model (repeatable); it fails if the repository does not list it "
+        "(default: every READY model)",
+    )
     probe_cmd.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     _add_debug(probe_cmd)
     probe_cmd.set_defaults(func=_probe)

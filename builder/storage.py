@@ -91,6 +91,24 @@ class RepositoryURI:
         return replace(self, prefix=self.key(name))
 
 
+def _endpoint(text: str, rest: str) -> tuple[str | None, bool, list[str]]:
+    """``[http(s)://]host:port/`` at the start of ``rest``, if there: (endpoint, https, parts)."""
+    https = False
+    for inner in ("https://", "http://"):
+        if rest.startswith(inner):
+            https, rest = inner == "https://", rest[len(inner) :]
+            break
+    parts = rest.split("/")
+    found = _HOST_PORT.fullmatch(parts[0])
+    if found is None:
+        if https or rest != rest.lstrip("/"):
+            raise StorageError(f"{text}: expected s3://host:port/bucket/prefix after the scheme")
+        return None, False, parts
+    if not 0 < int(found["port"]) < 65536:
+        raise StorageError(f"{text}: port {found['port']} is not a port")
+    return parts[0], https, parts[1:]
+
+
 def parse_repository_uri(text: str) -> RepositoryURI:
     """Parse Triton's S3 URI forms; raise StorageError naming ``text`` otherwise."""
     scheme, sep, rest = text.partition("://")
@@ -102,20 +120,7 @@ def parse_repository_uri(text: str) -> RepositoryURI:
             f"{text}: unknown scheme {scheme + '://'!r}{other}; supported: s3://bucket/prefix "
             "or s3://host:port/bucket/prefix"
         )
-    https = False
-    for inner in ("https://", "http://"):
-        if rest.startswith(inner):
-            https, rest = inner == "https://", rest[len(inner) :]
-            break
-    parts = rest.split("/")
-    endpoint = None
-    if _HOST_PORT.fullmatch(parts[0]):
-        endpoint, parts = parts[0], parts[1:]
-        port = int(_HOST_PORT.fullmatch(endpoint)["port"])  # type: ignore[index]
-        if not 0 < port < 65536:
-            raise StorageError(f"{text}: port {port} is not a port")
-    elif https or rest != rest.lstrip("/"):
-        raise StorageError(f"{text}: expected s3://host:port/bucket/prefix after the scheme")
+    endpoint, https, parts = _endpoint(text, rest)
     bucket = parts[0] if parts else ""
     if not bucket:
         raise StorageError(f"{text}: no bucket (expected s3://bucket/prefix)")
@@ -289,14 +294,15 @@ def check_remote_repository(uri: RepositoryURI, client: Any = None) -> dict[str,
     """What ``serve`` checks before starting tritonserver: the manifest and every file it lists."""
     client = client or preflight(uri)
     manifest = fetch_manifest(uri, client)
-    listed = set()
+    listed: set[str] = set()
     with _translated(uri, "listing the prefix"):
         pages = client.get_paginator("list_objects_v2").paginate(
             Bucket=uri.bucket, Prefix=uri.key("")
         )
         for page in pages:
             listed.update(item["Key"] for item in page.get("Contents", ()))
-    models = manifest.get("models") if isinstance(manifest.get("models"), dict) else {}
+    models = manifest.get("models")
+    models = models if isinstance(models, dict) else {}
     wanted = [
         rel
         for record in models.values()
