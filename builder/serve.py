@@ -166,7 +166,8 @@ def check_served_repository(repository: Path | RepositoryURI) -> None:
     An S3 repository must hold a manifest and every file it lists (an upload that did not
     finish has no manifest: it is uploaded last). A folder triton-pack built must have its
     manifest and every file it lists; configs without a manifest (the committed ones on a
-    fresh clone) have not been built yet. Any other folder with ``*/config.pbtxt`` is served as a plain Triton repository.
+    fresh clone) have not been built yet. Any other folder with ``*/config.pbtxt`` is served
+    as a plain Triton repository.
     """
     if isinstance(repository, RepositoryURI):
         check_remote_repository(repository)
