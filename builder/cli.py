@@ -1,5 +1,5 @@
 """Command line: ``build-repo`` (the CI step) and
-``triton-pack build|check|serve|probe|verify|profile|tune``.
+``triton-pack build|check|serve|probe|verify|profile|tune|deploy``.
 
 Exit codes (the README's table):
 
@@ -377,6 +377,105 @@ def _probe(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(results)} model(s) answer")
     return EXIT_OK
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from builder.deploy import KUBERNETES_VERSIONS, plan_deployment, render_manifests
+    from builder.deploy import write_manifests as write_deploy
+    from builder.storage import fetch_manifest
+
+    spec = load_spec(args.spec)
+    repository = parse_repository_uri(args.repository)
+    manifest = None if args.offline else fetch_manifest(repository)
+    plan = plan_deployment(
+        spec,
+        args.target,
+        repository,
+        name=args.name,
+        image=args.image,
+        front=not args.no_front,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        queue_target_us=args.queue_target_us,
+        manifest=manifest,
+    )
+    for path in write_deploy(render_manifests(plan), args.output):
+        print(path)
+    checked = "offline: not read" if manifest is None else "its manifest lists the spec's models"
+    print(
+        f"{len(plan.models)} model(s) from {repository} ({checked}); {args.target} manifests "
+        f"for Kubernetes {KUBERNETES_VERSIONS[0]}-{KUBERNETES_VERSIONS[-1]}; "
+        f"{'GPU requests: ' + str(plan.gpus) + ' per replica' if plan.gpus else 'CPU only'}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+_DEPLOY_HELP = """\
+Render Kubernetes manifests that serve a repository uploaded with `build-repo --upload`.
+
+--target kubernetes: a Deployment of tritonserver reading URI (the image the Dockerfile
+builds: it carries the Python members' packages and triton-pack's probe), with GPU requests
+when a model of SPEC has target gpu; startup, readiness and liveness probes that run a real
+inference on every model (`triton-pack probe`); a Service (HTTP, gRPC, metrics); a
+PodDisruptionBudget; an HPA on queue time per request, with the prometheus-adapter rule that
+computes it written to prometheus-adapter-values.yaml.
+--target kserve: an InferenceService on KServe's Triton runtime with storageUri, the same
+probes, and the same HPA (autoscalerClass external) on its predictor.
+Both: the API front (`triton-pack api`) as its own Deployment and Service, with SPEC in a
+ConfigMap and API keys from the Secret <name>-api-keys (--no-front leaves it out). S3
+credentials come from the Secret <name>-s3 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION), which you create.
+
+examples:
+  triton-pack deploy models.yaml --target kubernetes \\
+      --repository s3://bucket/models/3f5647ec3c8bfecf -o deploy/
+  triton-pack deploy models.yaml --target kserve --repository s3://… -o deploy/ --no-front
+"""
+
+
+def _add_deploy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="render Kubernetes or KServe manifests for an uploaded repository",
+        description=_DEPLOY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deploy.add_argument("spec", type=Path, metavar="SPEC", help="the YAML spec it was built from")
+    deploy.add_argument("--target", choices=("kubernetes", "kserve"), required=True)
+    deploy.add_argument(
+        "--repository",
+        required=True,
+        metavar="URI",
+        help="the URI `build-repo SPEC --upload` printed (its manifest is read to check it)",
+    )
+    deploy.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    deploy.add_argument(
+        "--name", default="triton-pack", help="base of every resource name (default %(default)s)"
+    )
+    deploy.add_argument(
+        "--image",
+        default="triton-pack-models:latest",
+        help="the image the Dockerfile builds, pushed where the cluster pulls (default "
+        "%(default)s)",
+    )
+    deploy.add_argument("--no-front", action="store_true", help="leave the API front out")
+    deploy.add_argument("--min-replicas", type=_positive_int, default=1)
+    deploy.add_argument("--max-replicas", type=_positive_int, default=4)
+    deploy.add_argument(
+        "--queue-target-us",
+        type=_positive_int,
+        default=5000,
+        help="the HPA's target queue time per request, µs (default %(default)s)",
+    )
+    deploy.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not read the repository's manifest (no credentials needed); the URI is "
+        "then not checked to hold a finished upload of SPEC",
+    )
+    _add_debug(deploy)
+    deploy.set_defaults(func=_deploy)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -832,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_profile_parser(commands)
     _add_tune_parser(commands)
+    _add_deploy_parser(commands)
 
     words = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
