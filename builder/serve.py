@@ -284,12 +284,14 @@ class LocalServer:
         return f"http://{self.host}:{self.ports.metrics}/metrics"
 
     def command(self, install: TritonInstall, backends: Path) -> list[str]:
+        repository, *ports = serving_args(str(self.repository), self.ports)
         cmd = [
             str(install.binary),
-            *serving_args(str(self.repository), self.ports),
+            repository,
             f"--backend-directory={backends}",
             f"--http-address={self.host}",
             f"--grpc-address={self.host}",
+            *ports,
         ]
         if self.model_control == "explicit":
             cmd += ["--model-control-mode=explicit", "--load-model=*"]
