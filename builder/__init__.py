@@ -13,7 +13,10 @@ Each step lives in one module and hands a typed object to the next:
     write.write_configs_and_code()  -> files in the staging folder
     manifest.Manifest               -> manifest.json (typed, versioned; read and written there)
     pipeline.build_repository(...)  -> BuildResult (the order of the steps, the cache, the swap)
-    serve.LocalServer               -> a running tritonserver
+    storage.upload_repository(...)  -> RepositoryURI (content-addressed, manifest last)
+    serve.LocalServer               -> a running tritonserver (a folder or an S3 URI)
+    deploy.plan_deployment(...)     -> DeployPlan; deploy.render_manifests -> Kubernetes/KServe
+    autoscale.QUEUE_TIME_RULE       -> the HPA metric, as PromQL and as arithmetic
     health.probe(client)            -> a ProbeResult per model (a real canary inference)
     verify.verify_spec(...)         -> a Verdict per model (served against its source)
     profile.run_sweep(...)          -> ProfileResult (perf_analyzer per concurrency level)

@@ -1,5 +1,5 @@
 """Command line: ``build-repo`` (the CI step) and
-``triton-pack build|check|serve|probe|verify|profile|tune``.
+``triton-pack build|check|serve|probe|verify|profile|tune|deploy``.
 
 Exit codes (the README's table):
 
@@ -45,6 +45,13 @@ from builder.profile import (
 )
 from builder.serve import LocalServer, Ports, check_served_repository, free_ports
 from builder.spec import ModelSpec, Spec, load_spec
+from builder.storage import (
+    RepositoryURI,
+    is_uri,
+    parse_repository_uri,
+    preflight,
+    upload_repository,
+)
 from builder.tune import (
     Axes,
     Candidate,
@@ -85,6 +92,9 @@ examples:
   build-repo models.yaml                    build into the spec's `repository` folder
   build-repo models.yaml -o /tmp/repo       build elsewhere
   build-repo models.yaml --check            exit 1 if committed configs/code are stale
+  build-repo models.yaml --upload s3://bucket/models
+                                            build, then upload to s3://bucket/models/<hash>
+                                            and print that URI (serve or deploy it)
 
 exit codes: 0 ok, 1 failed (message names file, model and key), 2 usage,
   3 built with a parity failure the spec allows (see --allow-parity-failure), 130 Ctrl-C,
@@ -108,6 +118,14 @@ def _add_build_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_build_only_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upload",
+        metavar="URI",
+        default=None,
+        help="after the build, upload the repository to URI/<content hash> (s3://bucket/prefix "
+        "or s3://host:port/bucket/prefix; credentials and region from the AWS environment "
+        "variables), manifest last, and print the final URI",
+    )
     parser.add_argument(
         "--allow-parity-failure",
         action="store_true",
@@ -186,9 +204,17 @@ class _Signals:
 
 def _build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    upload: RepositoryURI | None = None
+    client = None
+    if getattr(args, "upload", None) is not None:
+        # a bad URI, no credentials or no bucket fail here, before any work
+        upload = parse_repository_uri(args.upload)
+        client = preflight(upload)
     with _Signals().installed() as signals:
         progress = signals.progress(_progress(args.quiet))
         result = build_repository(spec, args.output, progress=progress)
+        if upload is not None:
+            uploaded = upload_repository(result.repository, upload, progress, client)
     exported = [m.name for m in result.models if m.exported]
     failed = result.parity_failures
     print(
@@ -197,6 +223,8 @@ def _build(args: argparse.Namespace) -> int:
         + (f" ({', '.join(exported)})" if exported else "")
         + (f"; PARITY FAILED: {', '.join(failed)}" if failed else "")
     )
+    if upload is not None:
+        print(uploaded, flush=True)  # the content-addressed URI: serve or deploy this
     if not failed:
         return EXIT_OK
     for model in result.models:
@@ -251,12 +279,17 @@ def _port(value: str) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    check_served_repository(args.repository.resolve())  # before anything starts or prints
+    repository: Path | RepositoryURI = (
+        parse_repository_uri(args.repository)
+        if is_uri(args.repository)
+        else Path(args.repository).resolve()
+    )
+    check_served_repository(repository)  # before anything starts or prints
     chosen = [args.http_port, args.grpc_port, args.metrics_port]
     spare = iter(free_ports(3))
     ports = Ports(*[port or next(spare) for port in chosen])
     server = LocalServer(
-        args.repository,
+        repository,
         ports=ports,
         host=args.host,
         model_control=args.model_control,
@@ -274,7 +307,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        print(f"starting tritonserver on {args.repository} (log: {server.log_path})", flush=True)
+        print(f"starting tritonserver on {repository} (log: {server.log_path})", flush=True)
         server.start(timeout=args.timeout)
         return _serve_until_stopped(server, args)
     except KeyboardInterrupt:
@@ -330,7 +363,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     try:
         with TritonClient(args.url, args.protocol, timeout=args.timeout) as client:
-            results = probe(client, args.timeout)
+            results = probe(client, args.timeout, tuple(args.model))
     except ClientError as exc:
         print(f"FAIL {args.url}: {exc}")
         return EXIT_FAILED
@@ -345,6 +378,105 @@ def _probe(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(results)} model(s) answer")
     return EXIT_OK
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from builder.deploy import KUBERNETES_VERSIONS, plan_deployment, render_manifests
+    from builder.deploy import write_manifests as write_deploy
+    from builder.storage import fetch_manifest
+
+    spec = load_spec(args.spec)
+    repository = parse_repository_uri(args.repository)
+    manifest = None if args.offline else fetch_manifest(repository)
+    plan = plan_deployment(
+        spec,
+        args.target,
+        repository,
+        name=args.name,
+        image=args.image,
+        front=not args.no_front,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
+        queue_target_us=args.queue_target_us,
+        manifest=manifest,
+    )
+    for path in write_deploy(render_manifests(plan), args.output):
+        print(path)
+    checked = "offline: not read" if manifest is None else "its manifest lists the spec's models"
+    print(
+        f"{len(plan.models)} model(s) from {repository} ({checked}); {args.target} manifests "
+        f"for Kubernetes {KUBERNETES_VERSIONS[0]}-{KUBERNETES_VERSIONS[-1]}; "
+        f"{'GPU requests: ' + str(plan.gpus) + ' per replica' if plan.gpus else 'CPU only'}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+_DEPLOY_HELP = """\
+Render Kubernetes manifests that serve a repository uploaded with `build-repo --upload`.
+
+--target kubernetes: a Deployment of tritonserver reading URI (the image the Dockerfile
+builds: it carries the Python members' packages and triton-pack's probe), with GPU requests
+when a model of SPEC has target gpu; startup, readiness and liveness probes that run a real
+inference on every model (`triton-pack probe`); a Service (HTTP, gRPC, metrics); a
+PodDisruptionBudget; an HPA on queue time per request, with the prometheus-adapter rule that
+computes it written to prometheus-adapter-values.yaml.
+--target kserve: an InferenceService on KServe's Triton runtime with storageUri, the same
+probes, and the same HPA (autoscalerClass external) on its predictor.
+Both: the API front (`triton-pack api`) as its own Deployment and Service, with SPEC in a
+ConfigMap and API keys from the Secret <name>-api-keys (--no-front leaves it out). S3
+credentials come from the Secret <name>-s3 (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION), which you create.
+
+examples:
+  triton-pack deploy models.yaml --target kubernetes \\
+      --repository s3://bucket/models/3f5647ec3c8bfecf -o deploy/
+  triton-pack deploy models.yaml --target kserve --repository s3://… -o deploy/ --no-front
+"""
+
+
+def _add_deploy_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="render Kubernetes or KServe manifests for an uploaded repository",
+        description=_DEPLOY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    deploy.add_argument("spec", type=Path, metavar="SPEC", help="the YAML spec it was built from")
+    deploy.add_argument("--target", choices=("kubernetes", "kserve"), required=True)
+    deploy.add_argument(
+        "--repository",
+        required=True,
+        metavar="URI",
+        help="the URI `build-repo SPEC --upload` printed (its manifest is read to check it)",
+    )
+    deploy.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    deploy.add_argument(
+        "--name", default="triton-pack", help="base of every resource name (default %(default)s)"
+    )
+    deploy.add_argument(
+        "--image",
+        default="triton-pack-models:latest",
+        help="the image the Dockerfile builds, pushed where the cluster pulls (default "
+        "%(default)s)",
+    )
+    deploy.add_argument("--no-front", action="store_true", help="leave the API front out")
+    deploy.add_argument("--min-replicas", type=_positive_int, default=1)
+    deploy.add_argument("--max-replicas", type=_positive_int, default=4)
+    deploy.add_argument(
+        "--queue-target-us",
+        type=_positive_int,
+        default=5000,
+        help="the HPA's target queue time per request, µs (default %(default)s)",
+    )
+    deploy.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not read the repository's manifest (no credentials needed); the URI is "
+        "then not checked to hold a finished upload of SPEC",
+    )
+    _add_debug(deploy)
+    deploy.set_defaults(func=_deploy)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -699,15 +831,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve",
         help="run a real tritonserver over a repository (no Docker or GPU needed)",
         description=(
-            "Run tritonserver over DIR: the one on PATH (NGC image) or the one in the "
-            "nvidia-pytriton wheel, with triton-pack's Python stand-ins for backends the "
-            "server lacks (onnxruntime). Prints one line with the URLs when every model is "
-            "ready; if a model fails to load, prints Triton's error and exits 1. "
+            "Run tritonserver over REPOSITORY, a folder or an S3 URI (s3://bucket/prefix, "
+            "s3://host:port/bucket/prefix; AWS credentials and region from the environment; "
+            "its manifest.json must be there, so a half-uploaded build is refused) with the "
+            "tritonserver on PATH (NGC image) or the one in the nvidia-pytriton wheel, with "
+            "triton-pack's Python stand-ins for backends the server lacks (onnxruntime). "
+            "Prints one line with the URLs when every model is ready; if a model fails to "
+            "load, prints Triton's error and exits 1. "
             "Ctrl-C or SIGTERM stops the server and its stubs within 10 s (exit 0). "
             "Arguments after `--` go to tritonserver unchanged."
         ),
     )
-    serve.add_argument("repository", type=Path, nargs="?", default=Path("model_repository"))
+    serve.add_argument(
+        "repository",
+        nargs="?",
+        default="model_repository",
+        metavar="REPOSITORY",
+        help="a built repository folder (default model_repository) or an S3 URI that "
+        "`build-repo --upload` printed",
+    )
     serve.add_argument("--http-port", type=_port, default=8000, help="0 picks a free port")
     serve.add_argument("--grpc-port", type=_port, default=8001, help="0 picks a free port")
     serve.add_argument("--metrics-port", type=_port, default=8002, help="0 picks a free port")
@@ -753,6 +895,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe_cmd.add_argument("--url", default="localhost:8000", help="default %(default)s")
     probe_cmd.add_argument("--protocol", choices=("http", "grpc"), default="http")
     probe_cmd.add_argument("--timeout", type=float, default=10.0, help="seconds per model")
+    probe_cmd.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="probe only this model (repeatable); it fails if the repository does not list it "
+        "(default: every READY model)",
+    )
     probe_cmd.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     _add_debug(probe_cmd)
     probe_cmd.set_defaults(func=_probe)
@@ -782,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _add_profile_parser(commands)
     _add_tune_parser(commands)
+    _add_deploy_parser(commands)
     add_api_parser(commands, _add_debug)
 
     words = list(sys.argv[1:] if argv is None else argv)

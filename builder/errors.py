@@ -9,6 +9,9 @@ BuildError
 ├── EnsembleError      ensemble steps do not fit together (both ends named)
 ├── OutputError        the output folder is not one the build may replace
 ├── ServeError         tritonserver could not be found, started, or a model failed to load
+├── StorageError       an object-storage URI is invalid, or its bucket, credentials or
+│                      upload are not usable (the URI named)
+├── DeployError        manifests cannot be planned for the spec and options given
 └── ProfileError       profile/tune cannot measure: unknown model, unreachable server, bad
                        options, perf_analyzer missing or failing (the CLI exits 2)
 
@@ -74,6 +77,14 @@ class OutputError(BuildError):
 
 class ServeError(BuildError):
     """tritonserver could not be started, or a model failed to load."""
+
+
+class StorageError(BuildError):
+    """An object-storage URI, its credentials, bucket or objects are not usable (URI named)."""
+
+
+class DeployError(BuildError):
+    """Kubernetes or KServe manifests cannot be made from the spec and options given."""
 
 
 class ProfileError(BuildError):

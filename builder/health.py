@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,10 +96,23 @@ def _probe_one(client: TritonClient, model: str, timeout: float) -> ProbeResult:
     return ProbeResult(model, True, f"answered in {seconds:.3f} s", ensemble=ensemble)
 
 
-def probe(client: TritonClient, timeout: float = 10.0) -> list[ProbeResult]:
-    """One canary inference per model the repository index says is READY."""
+def probe(
+    client: TritonClient, timeout: float = 10.0, models: Sequence[str] = ()
+) -> list[ProbeResult]:
+    """One canary inference per model the repository index says is READY; with ``models``,
+    exactly those, and one the repository does not list fails (a pod whose repository lost
+    a model must not look healthy)."""
     results = []
-    for entry in sorted(client.repository_index(), key=lambda e: e.name):
+    index = sorted(client.repository_index(), key=lambda e: e.name)
+    if models:
+        listed = {entry.name for entry in index}
+        results += [
+            ProbeResult(name, False, "not in the repository")
+            for name in models
+            if name not in listed
+        ]
+        index = [entry for entry in index if entry.name in models]
+    for entry in index:
         if entry.state == "READY":
             results.append(_probe_one(client, entry.name, timeout))
         else:

@@ -39,6 +39,7 @@ from types import TracebackType
 from builder.errors import ServeError
 from builder.manifest import MANIFEST, read_manifest
 from builder.output import GITIGNORE_HEADER, made_by_triton_pack
+from builder.storage import RepositoryURI, check_remote_repository
 
 __all__ = [
     "LocalServer",
@@ -48,6 +49,7 @@ __all__ = [
     "check_served_repository",
     "find_tritonserver",
     "free_ports",
+    "serving_args",
 ]
 
 STAND_INS_DIR = Path(__file__).resolve().parent.parent / "python_backends" / "stand_ins"
@@ -157,13 +159,19 @@ def _artifacts_missing(repository: Path) -> list[str]:
     return [rel for rel in paths if not (repository / rel).is_file()]
 
 
-def check_served_repository(repository: Path) -> None:
-    """Raise ServeError (saying what to run) unless ``repository`` looks servable.
+def check_served_repository(repository: Path | RepositoryURI) -> None:
+    """Raise ServeError or StorageError (saying what to run) unless ``repository`` looks
+    servable.
 
-    A folder triton-pack built must have its manifest and every file it lists; configs
-    without a manifest (the committed ones on a fresh clone) have not been built yet. Any
-    other folder with ``*/config.pbtxt`` is served as a plain Triton repository.
+    An S3 repository must hold a manifest and every file it lists (an upload that did not
+    finish has no manifest: it is uploaded last). A folder triton-pack built must have its
+    manifest and every file it lists; configs without a manifest (the committed ones on a
+    fresh clone) have not been built yet. Any other folder with ``*/config.pbtxt`` is served
+    as a plain Triton repository.
     """
+    if isinstance(repository, RepositoryURI):
+        check_remote_repository(repository)
+        return
     build = "run `build-repo SPEC` (e.g. `build-repo models.yaml`) first"
     if not repository.exists():
         raise ServeError(f"{repository}: no such model repository; {build}")
@@ -215,12 +223,28 @@ def model_errors(log: str) -> list[str]:
     return lines
 
 
+def serving_args(repository: str, ports: Ports) -> list[str]:
+    """The tritonserver arguments every way of serving shares: ``LocalServer`` and the pods
+    that ``triton-pack deploy`` renders (a test holds them equal)."""
+    return [
+        f"--model-repository={repository}",
+        f"--http-port={ports.http}",
+        f"--grpc-port={ports.grpc}",
+        f"--metrics-port={ports.metrics}",
+        "--allow-metrics=true",
+    ]
+
+
 class LocalServer:
-    """A tritonserver process over ``repository``; a context manager."""
+    """A tritonserver process over ``repository`` (a folder or an S3 URI); a context manager.
+
+    For an S3 repository tritonserver reads the objects itself, with the AWS variables of
+    this process's environment.
+    """
 
     def __init__(
         self,
-        repository: Path,
+        repository: Path | RepositoryURI,
         ports: Ports | None = None,
         host: str = "127.0.0.1",
         model_control: str = "none",
@@ -228,7 +252,9 @@ class LocalServer:
         log_path: Path | None = None,
         keep_log: bool = False,
     ) -> None:
-        self.repository = Path(repository).resolve()
+        self.repository: Path | RepositoryURI = (
+            repository if isinstance(repository, RepositoryURI) else Path(repository).resolve()
+        )
         if ports is None:
             ports = Ports(*free_ports(3))
         self.ports = ports
@@ -258,16 +284,14 @@ class LocalServer:
         return f"http://{self.host}:{self.ports.metrics}/metrics"
 
     def command(self, install: TritonInstall, backends: Path) -> list[str]:
+        repository, *ports = serving_args(str(self.repository), self.ports)
         cmd = [
             str(install.binary),
-            f"--model-repository={self.repository}",
+            repository,
             f"--backend-directory={backends}",
             f"--http-address={self.host}",
             f"--grpc-address={self.host}",
-            f"--http-port={self.ports.http}",
-            f"--grpc-port={self.ports.grpc}",
-            f"--metrics-port={self.ports.metrics}",
-            "--allow-metrics=true",
+            *ports,
         ]
         if self.model_control == "explicit":
             cmd += ["--model-control-mode=explicit", "--load-model=*"]
