@@ -107,8 +107,7 @@ class Guard:
         if wait > 0:
             raise APIError(
                 429,
-                f"rate limit of {self.front.limiter.rate} requests reached; retry in "
-                f"{wait:.2f} s",
+                f"rate limit of {self.front.limiter.rate} requests reached; retry in {wait:.2f} s",
                 code="rate_limit_exceeded",
                 retry_after=wait,
             )

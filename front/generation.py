@@ -148,10 +148,14 @@ def sampling(request: ChatRequest | CompletionRequest, max_tokens: int) -> dict[
     }
     if request.stop is not None:
         params["stop"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
-    extra = request.model_extra or {}
     for name in PASS_THROUGH:
-        if extra.get(name) is not None:
-            params[name] = extra[name]
+        params[name] = getattr(request, name)
+    if request.min_tokens is not None and request.min_tokens > max_tokens:
+        raise APIError(
+            400,
+            f"min_tokens={request.min_tokens} is more than max_tokens={max_tokens}",
+            "min_tokens",
+        )
     return {key: value for key, value in params.items() if value is not None}
 
 

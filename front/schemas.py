@@ -3,15 +3,15 @@
 Unknown fields are ignored, as OpenAI-compatible servers do, except the ones whose meaning we
 would silently drop (``n > 1``, ``logprobs``, ``tools``, a JSON ``response_format``...): the
 routes answer those with a 400 that names the field. vLLM sampling parameters that OpenAI lacks
-(``top_k``, ``min_tokens``, ``repetition_penalty``, ``ignore_eos``) pass through, as with
-vLLM's own OpenAI server.
+(``top_k``, ``min_p``, ``min_tokens``, ``repetition_penalty``, ``ignore_eos``) are taken, as
+vLLM's own OpenAI server takes them, and checked here.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ChatMessage",
@@ -62,6 +62,20 @@ class _Sampling(_Body):
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logprobs: Any = None
     user: str | None = None
+    # vLLM's own (its OpenAI server takes them too); checked here with vLLM 0.32's bounds
+    # because a rejection from inside a gRPC stream reaches the front without its error code
+    top_k: int | None = None
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_tokens: int | None = Field(default=None, ge=0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    ignore_eos: bool | None = None
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k(cls, value: int | None) -> int | None:
+        if value is not None and value < 0 and value != -1:
+            raise ValueError("top_k must be -1 or 0 (disabled), or at least 1")
+        return value
 
 
 class ChatRequest(_Sampling):

@@ -191,14 +191,18 @@ def test_chat_errors_are_openai_errors(
         assert error["param"] == param
 
 
-def test_a_parameter_vllm_rejects_is_a_400_before_the_stream_starts(front: Front) -> None:
+def test_vllm_parameters_are_checked_before_the_stream_starts(front: Front) -> None:
     from openai import BadRequestError
 
+    client = sdk(front)
     with pytest.raises(BadRequestError, match="top_k"):
-        sdk(front).chat.completions.create(
-            model="llm", messages=CHATS[0], max_tokens=4, stream=True,
-            extra_body={"top_k": -7},
-        )  # fmt: skip
+        client.chat.completions.create(
+            model="llm", messages=CHATS[0], max_tokens=4, stream=True, extra_body={"top_k": -7}
+        )
+    with pytest.raises(BadRequestError, match="min_tokens"):
+        client.completions.create(
+            model="llm", prompt=PROMPT, max_tokens=4, extra_body={"min_tokens": 9}
+        )
 
 
 def test_no_key_is_401_and_n2_through_the_sdk_is_400(front: Front) -> None:
