@@ -41,7 +41,7 @@ repo: $(STAMP)
 demo: repo
 	$(BIN)/python scripts/demo.py
 	@if [ -f $(LLM_STAMP) ]; then \
-		$(LLM_BIN)/python scripts/demo_llm.py --direct; \
+		$(LLM_BIN)/python scripts/demo_llm.py; \
 	else \
 		echo "(LLM part skipped: run 'make install-llm' once to install vLLM on CPU, then 'make demo')"; \
 	fi

@@ -46,7 +46,7 @@ def front_target(url: str, model: str) -> loadgen.Target:
 
 
 def start_front(
-    grpc: str, spec: Path, repository: Path, log: Path
+    grpc: str, spec: Path, repository: Path, log: Path, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_ports(1)[0]
     command = [
@@ -60,6 +60,7 @@ def start_front(
         str(repository),
         "--port",
         str(port),
+        *extra,
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -100,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="turns of direct/front per level")
     parser.add_argument("--cpus", type=lambda v: [int(c) for c in v.split(",")], default=None)
     parser.add_argument("--no-infinity", action="store_true")
+    parser.add_argument(
+        "--also-http", action="store_true", help="also a front talking HTTP to Triton"
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/triton-pack-bench")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args(argv)
@@ -109,24 +113,38 @@ Results = dict[str, dict[int, list[loadgen.LevelResult]]]
 
 
 def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) -> Results:
+    """direct and front (and front-http with --also-http) in turns, on one tritonserver."""
     results: Results = {"direct": {}, "front": {}}
-    log = args.cache / "front-bench.log"
-    with _local_server(args.repository.resolve()) as server:
-        direct = loadgen.triton_target(server.http_url, "minilm")
-        process, url = start_front(server.grpc_url, args.spec, args.repository.resolve(), log)
-        front = front_target(url, "minilm")
+    repository = args.repository.resolve()
+    with _local_server(repository) as server:
+        targets = {"direct": loadgen.triton_target(server.http_url, "minilm")}
+        processes = []
+        fronts = [("front", server.grpc_url, ())]
+        if args.also_http:
+            results["front-http"] = {}
+            http = server.http_url.removeprefix("http://")
+            fronts.append(("front-http", http, ("--triton-protocol", "http")))
         try:
-            same = loadgen.embed(front, texts[:4]) == loadgen.embed(direct, texts[:4])
-            print(f"front and direct vectors equal: {same}")
+            for name, address, extra in fronts:
+                log = args.cache / f"{name}-bench.log"
+                process, url = start_front(address, args.spec, repository, log, extra)
+                processes.append(process)
+                targets[name] = front_target(url, "minilm")
+            direct = loadgen.embed(targets["direct"], texts[:4])
+            for name, target in targets.items():
+                print(
+                    f"{name} vectors equal to direct: {loadgen.embed(target, texts[:4]) == direct}"
+                )
             for level in levels:
                 for _ in range(args.rounds):
-                    for name, target in (("direct", direct), ("front", front)):
+                    for name, target in targets.items():
                         result = loadgen.run_level(target, texts, level, args.warmup, args.seconds)
                         results[name].setdefault(level, []).append(result)
                         print(line(name, result), flush=True)
         finally:
-            process.terminate()
-            process.wait(30)
+            for process in processes:
+                process.terminate()
+                process.wait(30)
     return results
 
 

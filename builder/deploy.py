@@ -123,6 +123,7 @@ class FrontPlan:
     spec_file: str  # the key in the ConfigMap, e.g. models.yaml
     spec_text: str
     triton_address: str  # host:port of tritonserver's gRPC endpoint
+    repository: str  # the s3:// URI the front copies the tokenizers from
     port: int = FRONT_PORT
     spec_dir: str = SPEC_DIR  # where the ConfigMap is mounted
     keys_dir: str = KEYS_DIR  # where the API keys Secret is mounted
@@ -136,6 +137,10 @@ class FrontPlan:
             self.triton_address,
             "--spec",
             f"{self.spec_dir}/{self.spec_file}",
+            "--repository",
+            self.repository,
+            "--host",
+            "0.0.0.0",
             "--port",
             str(self.port),
             "--api-keys",
@@ -238,6 +243,7 @@ def plan_deployment(
             spec_file=spec.path.name,
             spec_text=spec.path.read_text(encoding="utf-8"),
             triton_address=f"{triton_host}:{plan_ports.grpc}",
+            repository=str(repository),
         )
     return DeployPlan(
         target="kserve" if target == "kserve" else "kubernetes",

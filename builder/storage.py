@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -314,3 +314,22 @@ def check_remote_repository(uri: RepositoryURI, client: Any = None) -> dict[str,
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if missing[3:] else "")
         raise StorageError(f"{uri}: files of the build are missing ({shown}); upload it again")
     return manifest
+
+
+def download_files(
+    uri: RepositoryURI, relatives: Iterable[str], folder: Path, client: Any = None
+) -> Path:
+    """Copy the build's ``manifest.json`` and ``relatives`` (repository paths) from ``uri``
+    into ``folder``, laid out as the repository is (the API front reads only these: the
+    tokenizers and the engines' ``model.json``). Returns ``folder``."""
+    client = client or preflight(uri)
+    manifest = fetch_manifest(uri, client)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    for relative in relatives:
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _translated(uri, f"reading {relative}"):
+            body = client.get_object(Bucket=uri.bucket, Key=uri.key(relative))["Body"].read()
+        target.write_bytes(body)
+    return folder

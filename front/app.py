@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -38,7 +38,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/live", "/metrics"})
 ROUTES = frozenset(
     {
         "/v1/embeddings",
@@ -50,6 +50,7 @@ ROUTES = frozenset(
         "/rerank",
         "/predict",
         "/health",
+        "/live",
         "/metrics",
     }
 )
@@ -177,6 +178,22 @@ class Guard:
         await self.app(scope, receive, counted)
 
 
+def invalid_body(errors: Sequence[Any], status: int) -> APIError:
+    """pydantic's (or FastAPI's) validation errors as one APIError naming the fields."""
+    problems = []
+    param = None
+    for item in errors:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        param = param or where or None
+        problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
+    return APIError(status, "; ".join(problems), param, "invalid_request")
+
+
+def crash(path: str, error: Exception) -> APIError:
+    log.error("unexpected failure on %s", path, exc_info=error)
+    return APIError(500, f"internal error: {type(error).__name__}: {error}", code="internal")
+
+
 def _as_json(scope: Scope) -> None:
     """Every body is JSON here: ``curl -d`` without a Content-Type is read as JSON too."""
     headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
@@ -239,24 +256,12 @@ def create_app(front: Front, settings: FrontSettings, max_body_bytes: int = 4 <<
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> Response:
-        problems = []
-        param = None
-        for item in error.errors():
-            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-            param = param or where or None
-            problems.append(f"{where or 'body'}: {item.get('msg', 'invalid')}")
         status = 400 if _is_openai(request.url.path) else 422
-        return error_response(
-            request.url.path, APIError(status, "; ".join(problems), param, "invalid_request")
-        )
+        return error_response(request.url.path, invalid_body(error.errors(), status))
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, error: Exception) -> Response:
-        log.exception("unexpected failure on %s", request.url.path)
-        return error_response(
-            request.url.path,
-            APIError(500, f"internal error: {type(error).__name__}: {error}", code="internal"),
-        )
+        return error_response(request.url.path, crash(request.url.path, error))
 
     @app.get("/health")
     async def health(request: Request) -> Response:
@@ -265,6 +270,11 @@ def create_app(front: Front, settings: FrontSettings, max_body_bytes: int = 4 <<
         return Response(
             json.dumps(body), status_code=200 if ok else 503, media_type="application/json"
         )
+
+    @app.get("/live")
+    async def live() -> Response:
+        """The process answers (no call to Triton): Kubernetes' liveness probe."""
+        return Response(b'{"status": "ok"}', media_type="application/json")
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -276,4 +286,15 @@ def create_app(front: Front, settings: FrontSettings, max_body_bytes: int = 4 <<
 def serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # no access log, no proxy-header rewriting, no Server/Date headers: each costs CPU per
+    # request on a machine whose cores the models need
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+    )

@@ -11,7 +11,7 @@ within a couple of seconds rather than holding the request for the clients' defa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from clients import (
     AsyncClassificationClient,
@@ -32,7 +32,8 @@ FRONT_RETRY = RetryPolicy(attempts=2, deadline=2.0, initial_backoff=0.1, max_bac
 
 @dataclass(frozen=True)
 class FrontSettings:
-    triton: str  # host:port of Triton's gRPC endpoint
+    triton: str  # host:port of Triton's gRPC endpoint (or HTTP, with protocol "http")
+    protocol: Literal["grpc", "http"] = "grpc"
     timeout: float = 60.0  # seconds for one encoder call
     generation_timeout: float = 600.0  # seconds between two responses of a generation
     concurrency: int = 8  # pieces of one split request in flight at once
@@ -51,7 +52,8 @@ class TokenCounter:
         self._max = model.max_length
 
     def count(self, texts: list[str]) -> int:
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=True)
+        # _fast: no offsets (only the lengths are wanted)
+        encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=True)
         if self._max is None:
             return sum(len(e.ids) for e in encodings)
         return sum(min(len(e.ids), self._max) for e in encodings)
@@ -60,8 +62,9 @@ class TokenCounter:
 class Backend:
     def __init__(self, settings: FrontSettings, catalog: Catalog) -> None:
         self.settings = settings
-        url = f"grpc://{settings.triton}"
-        self.client = AsyncTritonClient(url, "grpc", timeout=settings.timeout, retry=FRONT_RETRY)
+        protocol = settings.protocol
+        url = f"{protocol}://{settings.triton}"
+        self.client = AsyncTritonClient(url, protocol, timeout=settings.timeout, retry=FRONT_RETRY)
         kinds: dict[str, Any] = {
             "text-embedding": AsyncEmbeddingClient,
             "text-classification": AsyncClassificationClient,

@@ -10,6 +10,7 @@ folder, read from the built ``<name>/1/model.json``, whose tokenizer carries the
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,11 +119,35 @@ def _generator(spec: Spec, model: ModelSpec, repository: Path) -> ServedModel:
     return ServedModel(name=model.name, task=model.task, engine=engine)
 
 
+def needed_files(spec: Spec) -> list[str]:
+    """The repository files the front reads (besides manifest.json)."""
+    return [
+        f"{model.name}/1/model.json"
+        if model.task == "text-generation"
+        else f"{model.name}_tokenizer/1/tokenizer.json"
+        for model in spec.models
+    ]
+
+
+def _local_copy(spec: Spec, uri: str) -> Path:
+    """An S3 repository (``s3://…``, as tritonserver takes it): the files the front reads,
+    copied into a temporary folder."""
+    from builder.storage import download_files, parse_repository_uri
+
+    folder = Path(tempfile.mkdtemp(prefix="triton-pack-api-"))
+    return download_files(parse_repository_uri(uri), needed_files(spec), folder)
+
+
 def load_catalog(spec_path: str | Path, repository: str | Path | None = None) -> Catalog:
-    """The spec's models as the built repository serves them (``repository`` overrides the
-    spec's own ``repository`` folder)."""
+    """The spec's models as the built repository serves them. ``repository`` overrides the
+    spec's own ``repository`` folder; it may be the S3 URI the repository was uploaded to."""
     spec = load_spec(spec_path)
-    folder = Path(repository).resolve() if repository is not None else spec.repository_dir
+    if repository is not None and str(repository).startswith("s3://"):
+        folder = _local_copy(spec, str(repository))
+    elif repository is not None:
+        folder = Path(repository).resolve()
+    else:
+        folder = spec.repository_dir
     manifest = read_manifest(folder)
     if manifest is None:
         raise CatalogError(

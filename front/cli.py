@@ -65,13 +65,20 @@ def add_api_parser(commands: Any, add_debug: Any) -> None:
         help="Triton's gRPC endpoint, HOST:PORT (e.g. 127.0.0.1:8001)",
     )
     api.add_argument(
+        "--triton-protocol",
+        choices=("grpc", "http"),
+        default="grpc",
+        help="how the front talks to Triton (default grpc; with http, --triton is Triton's "
+        "HTTP port, e.g. 127.0.0.1:8000)",
+    )
+    api.add_argument(
         "--spec", type=Path, required=True, help="the spec the repository was built from"
     )
     api.add_argument(
         "--repository",
-        type=Path,
         default=None,
-        help="the built repository (default: the spec's `repository`)",
+        help="the built repository: a folder (default: the spec's `repository`) or the s3:// "
+        "URI `build-repo --upload` printed (the front copies the tokenizers from it)",
     )
     api.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
@@ -141,12 +148,15 @@ def run_api(args: argparse.Namespace) -> int:
         return 2
     catalog = load_catalog(args.spec, args.repository)
     front = Front(catalog, keys, RateLimiter(args.rate_limit), FrontMetrics())
-    settings = FrontSettings(triton=args.triton, timeout=args.timeout)
+    settings = FrontSettings(
+        triton=args.triton, protocol=args.triton_protocol, timeout=args.timeout
+    )
     app = create_app(front, settings, max_body_bytes=args.max_body_bytes)
     served = ", ".join(f"{m.name} ({m.task})" for m in catalog.models)
     auth = f"{len(keys.keys)} API key(s)" if keys.required else "no API keys (open)"
     print(
-        f"triton-pack api on http://{args.host}:{args.port} -> Triton gRPC {args.triton}; "
+        f"triton-pack api on http://{args.host}:{args.port} -> Triton "
+        f"{args.triton_protocol} {args.triton}; "
         f"{served}; {auth}",
         flush=True,
     )

@@ -65,7 +65,7 @@ async def embed(body: TeiEmbedRequest, request: Request) -> Response:
             f"{vectors.shape[1]} and does not shorten them",
             "dimensions",
         )
-    return json_response(vectors.astype(np.float32).tolist())
+    return json_response(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 def _sigmoid(value: float) -> float:

@@ -99,6 +99,7 @@ def ask_through_front(base_url: str, model: str, question: str) -> Answer:
         stream=True,
         temperature=0.0,
         max_tokens=MAX_TOKENS,
+        stream_options={"include_usage": True},
     )
     for chunk in stream:
         if chunk.usage is not None:

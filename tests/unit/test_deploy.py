@@ -10,6 +10,7 @@ required fields run.
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from builder.errors import DeployError
 from builder.serve import LocalServer, Ports
 from builder.spec import Spec, load_spec
 from builder.storage import parse_repository_uri
+from front.cli import add_api_parser
 
 URI = parse_repository_uri("s3://127.0.0.1:9000/models/repo/0123456789abcdef")
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
@@ -226,9 +228,17 @@ def test_front(spec: Spec) -> None:
     front = _container(rendered["front-deployment.yaml"])
     assert front["command"] == [
         "triton-pack", "api", "--triton", "emb-triton:8001",
-        "--spec", "/etc/triton-pack/models.yaml", "--port", "8080",
+        "--spec", "/etc/triton-pack/models.yaml", "--repository", str(URI),
+        "--host", "0.0.0.0", "--port", "8080",
         "--api-keys", "/etc/triton-pack-keys/api-keys",
     ]  # fmt: skip
+    # the command is one `triton-pack api` takes (the parser the CLI itself uses)
+    parser = argparse.ArgumentParser(prog="triton-pack")
+    add_api_parser(parser.add_subparsers(dest="command"), lambda sub: None)
+    parsed = parser.parse_args(front["command"][1:])
+    assert (parsed.repository, parsed.host, parsed.port) == (str(URI), "0.0.0.0", 8080)
+    assert front["livenessProbe"]["httpGet"]["path"] == "/live"
+    assert front["envFrom"] == [{"secretRef": {"name": "emb-s3"}}]
     assert rendered["front-configmap.yaml"]["data"] == {
         "models.yaml": spec.path.read_text(encoding="utf-8")
     }
