@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -79,6 +81,31 @@ def start_front(
     raise NotMeasured("triton-pack api did not answer /health within 120 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, all its threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def triton_cpu_seconds() -> float:
+    """tritonserver and its Python stubs (the only ones running: this benchmark's)."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                name = comm.read().strip()
+            if name.startswith(("tritonserver", "triton_python")):
+                total += cpu_seconds(int(pid))
+        except OSError:
+            continue
+    return total
+
+
 def line(name: str, result: loadgen.LevelResult) -> str:
     return (
         f"  {name:<9} c={result.concurrency:<3} {result.texts_per_s:8.1f} texts/s  "
@@ -119,6 +146,7 @@ def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) 
     with _local_server(repository) as server:
         targets = {"direct": loadgen.triton_target(server.http_url, "minilm")}
         processes = []
+        pids: dict[str, int] = {}
         fronts = [("front", server.grpc_url, ())]
         if args.also_http:
             results["front-http"] = {}
@@ -129,18 +157,31 @@ def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) 
                 log = args.cache / f"{name}-bench.log"
                 process, url = start_front(address, args.spec, repository, log, extra)
                 processes.append(process)
+                pids[name] = process.pid
                 targets[name] = front_target(url, "minilm")
-            direct = loadgen.embed(targets["direct"], texts[:4])
-            for name, target in targets.items():
+            direct = np.array(loadgen.embed(targets["direct"], texts[:4]), dtype=np.float32)
+            for name, target in list(targets.items())[1:]:
+                vectors = np.array(loadgen.embed(target, texts[:4]), dtype=np.float32)
                 print(
-                    f"{name} vectors equal to direct: {loadgen.embed(target, texts[:4]) == direct}"
+                    f"{name}: float32 vectors equal to direct's: {np.array_equal(vectors, direct)}"
                 )
             for level in levels:
                 for _ in range(args.rounds):
                     for name, target in targets.items():
+                        front_pid = pids.get(name)
+                        front0 = cpu_seconds(front_pid) if front_pid else 0.0
+                        triton0 = triton_cpu_seconds()
                         result = loadgen.run_level(target, texts, level, args.warmup, args.seconds)
+                        sent = max(1, result.requests_sent)
+                        front_ms = (cpu_seconds(front_pid) - front0) if front_pid else 0.0
+                        triton_ms = triton_cpu_seconds() - triton0
                         results[name].setdefault(level, []).append(result)
-                        print(line(name, result), flush=True)
+                        print(
+                            line(name, result)
+                            + f"  CPU per request: front {1000 * front_ms / sent:.2f} ms, "
+                            f"Triton {1000 * triton_ms / sent:.2f} ms",
+                            flush=True,
+                        )
         finally:
             for process in processes:
                 process.terminate()

@@ -150,7 +150,7 @@ def served(
 
     try:
         found = wait_for(ready, 900, "triton-pack serve <s3 URI> is ready", interval=0.5)
-        yield {"http": found[1], "metrics": found[3], "uri": uploaded}
+        yield {"http": found[1], "grpc": found[2], "metrics": found[3], "uri": uploaded}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -346,3 +346,29 @@ def test_queue_time_rule_equals_the_servers_own_mean_with_two_models_loaded(
     # the Helm example averages over all 7 loaded models: the 4 idle ones count as zero
     helm = HELM_EXAMPLE_RULE.value(before_metrics, after_metrics)
     assert helm is not None and helm < rule * 3 / 7, (helm, rule)
+
+
+# --- the API front reading the repository from the same URI ----------------------------------
+
+
+def test_front_takes_its_tokenizers_from_the_uploaded_uri(
+    served: dict[str, str], served_spec: Path, tmp_path: Path
+) -> None:
+    """As the rendered front Deployment runs it: `--repository <URI>`, no local build."""
+    import httpx
+
+    from tests.front_process import running_front
+
+    extra = ["--repository", served["uri"]]
+    with running_front(served["grpc"], served_spec, tmp_path / "front.log", extra) as front:
+        texts = ["hello world", "read from S3"]
+        answer = httpx.post(
+            front.v1 + "/embeddings", json={"model": "minilm", "input": texts}, timeout=60
+        ).json()
+        with EmbeddingClient(served["http"], "minilm") as embedder:
+            direct = embedder.embed(texts)
+        got = np.array([item["embedding"] for item in answer["data"]], dtype=np.float32)
+        np.testing.assert_array_equal(got, direct)
+        # [CLS] hello world [SEP] and [CLS] read from s ##3 [SEP]
+        assert answer["usage"]["prompt_tokens"] == 4 + 6
+        assert httpx.get(front.url + "/health", timeout=60).json()["status"] == "ok"
