@@ -17,12 +17,10 @@ table takes each system's better run. One text per request, as in bench_side_by_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_side_by_side import pin  # noqa: E402
 from benchmarks.side_by_side import NotMeasured, corpus, infinity, loadgen, plain  # noqa: E402
 from benchmarks.side_by_side.served import _local_server  # noqa: E402
-from builder.serve import free_ports  # noqa: E402
+from tests.front_process import running_front  # noqa: E402
 
 
 def front_target(url: str, model: str) -> loadgen.Target:
@@ -45,40 +43,6 @@ def front_target(url: str, model: str) -> loadgen.Target:
         return [item["embedding"] for item in items]
 
     return loadgen.Target(f"{url}/v1/embeddings", body, vectors)
-
-
-def start_front(
-    grpc: str, spec: Path, repository: Path, log: Path, extra: tuple[str, ...] = ()
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_ports(1)[0]
-    command = [
-        str(Path(sys.executable).parent / "triton-pack"),
-        "api",
-        "--triton",
-        grpc,
-        "--spec",
-        str(spec),
-        "--repository",
-        str(repository),
-        "--port",
-        str(port),
-        *extra,
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise NotMeasured(f"triton-pack api exited: {log.read_text()[-500:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=5) as reply:
-                if reply.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise NotMeasured("triton-pack api did not answer /health within 120 s")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -145,20 +109,20 @@ def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) 
     repository = args.repository.resolve()
     with _local_server(repository) as server:
         targets = {"direct": loadgen.triton_target(server.http_url, "minilm")}
-        processes = []
         pids: dict[str, int] = {}
-        fronts = [("front", server.grpc_url, ())]
+        fronts = [("front", server.grpc_url, ["--repository", str(repository)])]
         if args.also_http:
             results["front-http"] = {}
             http = server.http_url.removeprefix("http://")
-            fronts.append(("front-http", http, ("--triton-protocol", "http")))
-        try:
+            fronts.append(
+                ("front-http", http, ["--repository", str(repository), "--triton-protocol", "http"])
+            )
+        with contextlib.ExitStack() as stack:
             for name, address, extra in fronts:
                 log = args.cache / f"{name}-bench.log"
-                process, url = start_front(address, args.spec, repository, log, extra)
-                processes.append(process)
-                pids[name] = process.pid
-                targets[name] = front_target(url, "minilm")
+                front = stack.enter_context(running_front(address, args.spec, log, extra))
+                pids[name] = front.process.pid
+                targets[name] = front_target(front.url, "minilm")
             direct = np.array(loadgen.embed(targets["direct"], texts[:4]), dtype=np.float32)
             for name, target in list(targets.items())[1:]:
                 vectors = np.array(loadgen.embed(target, texts[:4]), dtype=np.float32)
@@ -182,10 +146,6 @@ def measure_pair(args: argparse.Namespace, texts: list[str], levels: list[int]) 
                             f"Triton {1000 * triton_ms / sent:.2f} ms",
                             flush=True,
                         )
-        finally:
-            for process in processes:
-                process.terminate()
-                process.wait(30)
     return results
 
 

@@ -190,24 +190,35 @@ def finish(reason: str | None) -> str:
     return reason if reason in ("stop", "length") else "stop"
 
 
+def _body(
+    env: Envelope,
+    kind: str,
+    choice: dict[str, Any] | None,
+    reason: str | None,
+    counts: Mapping[str, int] | None,
+    with_usage: bool,
+) -> dict[str, Any]:
+    """What every response and chunk holds: the envelope, at most one choice (``choice``
+    plus ``index``, ``logprobs``, ``finish_reason``) and, when asked, ``usage``."""
+    body: dict[str, Any] = {
+        "id": env.id,
+        "object": kind,
+        "created": env.created,
+        "model": env.model,
+        "choices": []
+        if choice is None
+        else [{"index": 0, **choice, "logprobs": None, "finish_reason": reason}],
+    }
+    if with_usage:
+        body["usage"] = dict(counts) if counts is not None else None
+    return body
+
+
 def chat_response(
     env: Envelope, text: str, reason: str | None, counts: Mapping[str, int]
 ) -> dict[str, Any]:
-    return {
-        "id": env.id,
-        "object": "chat.completion",
-        "created": env.created,
-        "model": env.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish(reason),
-            }
-        ],
-        "usage": dict(counts),
-    }
+    message = {"message": {"role": "assistant", "content": text}}
+    return _body(env, "chat.completion", message, finish(reason), counts, True)
 
 
 def chat_chunk(
@@ -218,31 +229,14 @@ def chat_chunk(
     with_usage: bool = False,
 ) -> dict[str, Any]:
     """One ``chat.completion.chunk``; ``delta=None`` is the usage-only chunk (no choices)."""
-    body: dict[str, Any] = {
-        "id": env.id,
-        "object": "chat.completion.chunk",
-        "created": env.created,
-        "model": env.model,
-        "choices": []
-        if delta is None
-        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}],
-    }
-    if with_usage:
-        body["usage"] = dict(counts) if counts is not None else None
-    return body
+    choice = None if delta is None else {"delta": delta}
+    return _body(env, "chat.completion.chunk", choice, reason, counts, with_usage)
 
 
 def completion_response(
     env: Envelope, text: str, reason: str | None, counts: Mapping[str, int]
 ) -> dict[str, Any]:
-    return {
-        "id": env.id,
-        "object": "text_completion",
-        "created": env.created,
-        "model": env.model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish(reason)}],
-        "usage": dict(counts),
-    }
+    return _body(env, "text_completion", {"text": text}, finish(reason), counts, True)
 
 
 def completion_chunk(
@@ -252,15 +246,6 @@ def completion_chunk(
     counts: Mapping[str, int] | None = None,
     with_usage: bool = False,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": env.id,
-        "object": "text_completion",
-        "created": env.created,
-        "model": env.model,
-        "choices": []
-        if text is None
-        else [{"index": 0, "text": text, "logprobs": None, "finish_reason": reason}],
-    }
-    if with_usage:
-        body["usage"] = dict(counts) if counts is not None else None
-    return body
+    """One streamed ``text_completion``; ``text=None`` is the usage-only chunk."""
+    choice = None if text is None else {"text": text}
+    return _body(env, "text_completion", choice, reason, counts, with_usage)

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 from builder.gguf import converted_path  # noqa: E402
 from builder.pipeline import build_repository  # noqa: E402
-from builder.serve import LocalServer, free_ports  # noqa: E402
+from builder.serve import LocalServer  # noqa: E402
 from builder.spec import load_spec  # noqa: E402
 from clients import GenerationClient  # noqa: E402
+from tests.front_process import running_front  # noqa: E402
 
 SPEC = ROOT / "examples" / "smollm2.yaml"
 MODEL = "smollm2"
 QUESTION = "What is the capital of France?"
 MAX_TOKENS = 64
-FRONT_START_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -115,61 +112,17 @@ def ask_through_front(base_url: str, model: str, question: str) -> Answer:
     return Answer("".join(pieces), first, total, tokens, len(pieces))
 
 
-def _health(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def start_front(grpc_url: str, spec: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``triton-pack api`` in front of the server; returns it and its /v1 base URL once
-    ``GET /health`` answers 200."""
-    port = free_ports(1)[0]
-    command = [
-        str(Path(sys.executable).parent / "triton-pack"),
-        "api",
-        "--triton",
-        grpc_url,
-        "--spec",
-        str(spec),
-        "--port",
-        str(port),
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + FRONT_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(encoding="utf-8", errors="replace")[-1500:]
-            raise RuntimeError(
-                f"the API front exited with code {process.returncode} before answering "
-                f"/health ({' '.join(command)}):\n{tail}\n(--direct streams over gRPC instead)"
-            )
-        if _health(f"http://127.0.0.1:{port}/health"):
-            return process, f"http://127.0.0.1:{port}/v1"
-        time.sleep(0.25)
-    process.terminate()
-    process.wait(timeout=30)
-    raise RuntimeError(f"the API front did not answer /health within {FRONT_START_SECONDS:.0f}s")
-
-
 def _answer(server: LocalServer, repository: Path, direct: bool, workdir: Path) -> Answer:
     if direct:
         print(f"\nQ: {QUESTION}  (--direct: gRPC, GenerationClient, chat template applied here)")
         print("A: ", end="", flush=True)
         return ask_direct(server.grpc_url, MODEL, converted_path(repository, MODEL), QUESTION)
     started = time.monotonic()
-    front, base_url = start_front(server.grpc_url, SPEC, workdir / "api.log")
-    try:
-        print(f"API front ready in {time.monotonic() - started:.1f}s: {base_url}")
+    with running_front(server.grpc_url, SPEC, workdir / "api.log") as front:
+        print(f"API front ready in {time.monotonic() - started:.1f}s: {front.v1}")
         print(f"\nQ: {QUESTION}  (openai SDK, streamed through the front)")
         print("A: ", end="", flush=True)
-        return ask_through_front(base_url, MODEL, QUESTION)
-    finally:
-        front.terminate()
-        front.wait(timeout=30)
+        return ask_through_front(front.v1, MODEL, QUESTION)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,13 +141,18 @@ def test_sampling_parameters_reach_vllm(front: Front) -> None:
     )  # fmt: skip
     assert one.choices[0].text == again.choices[0].text  # the seed is honoured
     assert one.usage.completion_tokens == 8 and one.choices[0].finish_reason == "length"
-    text, _, _ = greedy_text = ("", 0, 0)
-    del text, greedy_text
+    whole = (
+        client.completions.create(model="llm", prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0)
+        .choices[0]
+        .text
+    )
+    assert len(whole) > 8, whole
+    stop = whole[5:8]  # cut where this first appears
     stopped = client.completions.create(
-        model="llm", prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0,
-        stop=[one.choices[0].text.strip()[:2] or "x"],
-    )  # fmt: skip
-    assert stopped.choices[0].finish_reason in ("stop", "length")
+        model="llm", prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, stop=[stop]
+    )
+    assert stopped.choices[0].text == whole[: whole.index(stop)]
+    assert stopped.choices[0].finish_reason == "stop"
 
 
 def test_langchain_chat_openai_works_unchanged(front: Front, tiny_llama: Path) -> None:
@@ -232,18 +237,24 @@ def cancelled(front: Front) -> float:
     return 0.0
 
 
-def test_a_client_that_goes_away_cancels_its_stream_in_the_front(front: Front) -> None:
-    before = cancelled(front)
+def read_a_few_events_and_leave(front: Front) -> list[str]:
+    """Start a long streamed completion (4,000 tokens: seconds here), read a few events,
+    close the connection."""
     body = {
         "model": "llm", "prompt": PROMPT, "max_tokens": 4000, "stream": True,
         "ignore_eos": True, "temperature": 0,
     }  # fmt: skip
     headers = {"Authorization": f"Bearer {KEY}"}
-    with httpx.stream("POST", front.v1 + "/completions", json=body, headers=headers,
-                      timeout=120) as reply:  # fmt: skip
+    with httpx.stream(
+        "POST", front.v1 + "/completions", json=body, headers=headers, timeout=120
+    ) as reply:
         lines = reply.iter_lines()
-        seen = [line for _, line in zip(range(6), lines, strict=False) if line.startswith("data")]
-        assert len(seen) >= 2
+        return [line for _, line in zip(range(6), lines, strict=False) if line.startswith("data")]
+
+
+def test_a_client_that_goes_away_cancels_its_stream_in_the_front(front: Front) -> None:
+    before = cancelled(front)
+    assert len(read_a_few_events_and_leave(front)) >= 2
     # the connection is closed: the front closes its gRPC stream to Triton (a cancellation)
     deadline = time.monotonic() + 120
     while cancelled(front) == before and time.monotonic() < deadline:
@@ -254,15 +265,7 @@ def test_a_client_that_goes_away_cancels_its_stream_in_the_front(front: Front) -
 @GRPC_CANCEL_RACE
 def test_the_cancellation_reaches_vllm(front: Front, llm_server: LocalServer) -> None:
     before = metric(llm_server, "vllm:request_aborted_total")
-    body = {
-        "model": "llm", "prompt": PROMPT, "max_tokens": 4000, "stream": True,
-        "ignore_eos": True, "temperature": 0,
-    }  # fmt: skip
-    headers = {"Authorization": f"Bearer {KEY}"}
-    with httpx.stream("POST", front.v1 + "/completions", json=body, headers=headers,
-                      timeout=120) as reply:  # fmt: skip
-        for _, _line in zip(range(6), reply.iter_lines(), strict=False):
-            pass
+    read_a_few_events_and_leave(front)
     deadline = time.monotonic() + 120
     while metric(llm_server, "vllm:request_aborted_total") == before:
         assert time.monotonic() < deadline, "vLLM never aborted the request"
