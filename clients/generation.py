@@ -18,21 +18,20 @@ import json
 import queue
 import random
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from clients.client import with_context
+from clients.client import _Base
 from clients.connections import HttpPool, HttpStream
 from clients.core import (
     RetryPolicy,
-    check_timeout,
     parse_repository_index,
     refine_not_found,
     translate,
     wire_inputs,
 )
-from clients.endpoints import Endpoint, http_error, model_path, parse_endpoint
+from clients.endpoints import Endpoint, http_error, model_path
 from clients.endpoints import Protocol as WireProtocol
 from clients.errors import (
     ClientClosedError,
@@ -238,27 +237,27 @@ class TextStream:
         self.close()
 
 
-class _Settings:
+class _Settings(_Base):
+    """The clients' shared settings (URL, protocol, timeout, retry policy, error context),
+    as ``TritonClient`` has them, plus the generation model."""
+
     def __init__(
         self, url: str, model: str, protocol: str, timeout: float, retry: RetryPolicy | None
     ):
-        self.endpoint = parse_endpoint(url, protocol)
-        self.protocol = self.endpoint.protocol
+        super().__init__(url, protocol, timeout, retry, None)
         if not isinstance(model, str) or not model:
             raise ConfigurationError(f"model: expected the served model's name, got {model!r}")
         self.model = model
-        self.timeout = check_timeout(timeout)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError(f"retry: expected a RetryPolicy, got {retry!r}")
-        self.retry = retry or RetryPolicy()
-        self.rng = random.Random()
 
     def seconds(self, timeout: float | None) -> float:
-        return self.timeout if timeout is None else check_timeout(timeout)
+        return self._seconds(timeout)
 
-    def translator(self, seconds: float) -> Any:
-        what = f"generate on model {self.model!r}"
-        return lambda exc: with_context(translate(exc), what, self.endpoint.url, seconds)
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
+
+    def translator(self, seconds: float) -> Callable[[Exception], ClientError]:
+        return self._translator(f"generate on model {self.model!r}", seconds)
 
 
 class GenerationClient:
