@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -341,3 +343,29 @@ def test_rate_limit_answers_429_with_retry_after(
             OpenAI(base_url=limited.v1, api_key="sk-a", max_retries=0).embeddings.create(
                 model="minilm", input="x"
             )
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_a_long_lived_front_does_not_leak_descriptors(front: Front) -> None:
+    """Hundreds of requests, each on a fresh connection (as short-lived callers make them),
+    good and bad: the front's descriptors come back to where they were."""
+    body = {"model": "minilm", "input": ["a text", "another"]}
+    for _ in range(20):  # warm: the gRPC channel, the pools
+        httpx.post(front.v1 + "/embeddings", json=body, headers=AUTH)
+    before = open_descriptors(front.process.pid)
+    for i in range(300):
+        with httpx.Client() as fresh:
+            if i % 10 == 0:
+                reply = fresh.post(front.v1 + "/embeddings", json={"model": "nope", "input": "x"},
+                                   headers=AUTH)  # fmt: skip
+                assert reply.status_code == 404
+            else:
+                assert fresh.post(front.v1 + "/embeddings", json=body, headers=AUTH).is_success
+    # closed client sockets may take a moment to be reaped by the server's loop
+    deadline = time.monotonic() + 60
+    while open_descriptors(front.process.pid) > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert open_descriptors(front.process.pid) <= before + 2

@@ -270,3 +270,33 @@ def test_the_cancellation_reaches_vllm(front: Front, llm_server: LocalServer) ->
     while metric(llm_server, "vllm:request_aborted_total") == before:
         assert time.monotonic() < deadline, "vLLM never aborted the request"
         time.sleep(0.2)
+
+
+def test_many_streams_finished_or_abandoned_leave_no_descriptors(front: Front) -> None:
+    """Every stream opens its own gRPC stream to Triton: finished, abandoned or refused, each
+    is closed (a long-lived front must not collect them)."""
+    import os
+
+    def descriptors() -> int:
+        return len(os.listdir(f"/proc/{front.process.pid}/fd"))
+
+    client = sdk(front)
+    client.chat.completions.create(model="llm", messages=CHATS[0], max_tokens=4)  # warm
+    before = descriptors()
+    for i in range(24):
+        if i % 3 == 0:
+            read_a_few_events_and_leave(front)
+        elif i % 3 == 1:
+            chunks = client.chat.completions.create(
+                model="llm", messages=CHATS[1], max_tokens=8, stream=True
+            )
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            with pytest.raises(Exception, match="min_tokens"):
+                client.completions.create(
+                    model="llm", prompt=PROMPT, max_tokens=4, extra_body={"min_tokens": 9}
+                )
+    deadline = time.monotonic() + 120
+    while descriptors() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert descriptors() <= before + 2
