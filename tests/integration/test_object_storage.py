@@ -68,6 +68,19 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.2) -
     raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
+def build_repo(
+    spec: Path, uri: str, env: dict[str, str], *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """``build-repo SPEC --upload URI`` as a user runs it."""
+    return subprocess.run(
+        [str(BIN / "build-repo"), str(spec), *flags, "--upload", uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+
+
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, str]]:
     with pytest.MonkeyPatch.context() as patch:
@@ -112,13 +125,7 @@ def moto(aws: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="module")
 def uploaded(moto: str, served_spec: Path, served_build: BuildResult, aws: dict[str, str]) -> str:
     """``build-repo SPEC --upload URI`` as a user runs it; the URI it printed."""
-    result = subprocess.run(
-        [str(BIN / "build-repo"), str(served_spec), "-q", "--upload", f"s3://{moto}/models/repo"],
-        capture_output=True,
-        text=True,
-        env=aws,
-        timeout=900,
-    )
+    result = build_repo(served_spec, f"s3://{moto}/models/repo", aws, "-q")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -169,13 +176,7 @@ def test_upload_is_content_addressed(uploaded: str, served_build: BuildResult, m
 def test_upload_again_is_the_same_prefix(
     uploaded: str, served_spec: Path, moto: str, aws: dict[str, str]
 ) -> None:
-    result = subprocess.run(
-        [str(BIN / "build-repo"), str(served_spec), "--upload", f"s3://{moto}/models/repo"],
-        capture_output=True,
-        text=True,
-        env=aws,
-        timeout=900,
-    )
+    result = build_repo(served_spec, f"s3://{moto}/models/repo", aws)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == uploaded
     assert f"{uploaded}: already uploaded (its manifest.json is there)" in result.stderr
@@ -184,13 +185,7 @@ def test_upload_again_is_the_same_prefix(
 def test_missing_bucket_fails_before_any_upload(
     served_spec: Path, moto: str, aws: dict[str, str]
 ) -> None:
-    result = subprocess.run(
-        [str(BIN / "build-repo"), str(served_spec), "--upload", f"s3://{moto}/nobucket/x"],
-        capture_output=True,
-        text=True,
-        env=aws,
-        timeout=300,
-    )
+    result = build_repo(served_spec, f"s3://{moto}/nobucket/x", aws)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"error: s3://{moto}/nobucket/x: bucket 'nobucket' does not exist"
