@@ -85,28 +85,28 @@ def ask_through_front(base_url: str, model: str, question: str) -> Answer:
     """Stream an answer from the OpenAI-compatible front with the ``openai`` SDK."""
     from openai import OpenAI
 
-    client = OpenAI(base_url=base_url, api_key="unused", timeout=300.0, max_retries=0)
     pieces: list[str] = []
     first = 0.0
     tokens = None
     started = time.monotonic()
-    stream = client.chat.completions.create(
-        model=model,
-        messages=[{"role": "user", "content": question}],
-        stream=True,
-        temperature=0.0,
-        max_tokens=MAX_TOKENS,
-        stream_options={"include_usage": True},
-    )
-    for chunk in stream:
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens
-        if not chunk.choices or not chunk.choices[0].delta.content:
-            continue
-        if not pieces:
-            first = time.monotonic() - started
-        pieces.append(chunk.choices[0].delta.content)
-        print(pieces[-1], end="", flush=True)
+    with OpenAI(base_url=base_url, api_key="unused", timeout=300.0, max_retries=0) as client:
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": question}],
+            stream=True,
+            temperature=0.0,
+            max_tokens=MAX_TOKENS,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.usage is not None:
+                tokens = chunk.usage.completion_tokens
+            if not chunk.choices or not chunk.choices[0].delta.content:
+                continue
+            if not pieces:
+                first = time.monotonic() - started
+            pieces.append(chunk.choices[0].delta.content)
+            print(pieces[-1], end="", flush=True)
     total = time.monotonic() - started
     print()
     return Answer("".join(pieces), first, total, tokens, len(pieces))

@@ -99,12 +99,15 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
 
 
-def test_openai_sdk_embeddings_equal_sentence_transformers(front: Front, reference: Any) -> None:
+def test_openai_sdk_embeddings_equal_sentence_transformers(
+    front: Front, reference: Any, request: pytest.FixtureRequest
+) -> None:
     from openai import OpenAI
 
     texts = list(SAMPLE_TEXTS)
     expected = reference.encode(texts)
     client = OpenAI(base_url=front.v1, api_key=KEY, max_retries=0)
+    request.addfinalizer(client.close)
     answer = client.embeddings.create(model="minilm", input=texts)  # the SDK asks for base64
     vectors = np.array([item.embedding for item in answer.data], dtype=np.float32)
     assert [item.index for item in answer.data] == list(range(len(texts)))
@@ -150,14 +153,15 @@ def test_langchain_openai_embeddings_work_unchanged(front: Front, reference: Any
 
     # check_embedding_ctx_length=False: LangChain otherwise sends tiktoken ids (and fetches
     # tiktoken's table from the internet); the front says so in a 400 if it gets ids
-    embeddings = OpenAIEmbeddings(
-        model="minilm", base_url=front.v1, api_key=KEY, check_embedding_ctx_length=False,
-        max_retries=0,
-    )  # fmt: skip
-    texts = ["LangChain talks to the front", "and gets the same vectors"]
-    vectors = np.array(embeddings.embed_documents(texts))
+    with httpx.Client(timeout=60) as http:  # ours, so that it is closed
+        embeddings = OpenAIEmbeddings(
+            model="minilm", base_url=front.v1, api_key=KEY, check_embedding_ctx_length=False,
+            max_retries=0, http_client=http,
+        )  # fmt: skip
+        texts = ["LangChain talks to the front", "and gets the same vectors"]
+        vectors = np.array(embeddings.embed_documents(texts))
+        query = np.array([embeddings.embed_query(texts[0])])
     assert cosines(vectors, reference.encode(texts)).min() >= 0.9999
-    query = np.array([embeddings.embed_query(texts[0])])
     assert cosines(query, vectors[:1]).min() >= 0.999999
 
 
@@ -187,8 +191,11 @@ def test_keys(front: Front) -> None:
     assert openai_error(missing)["type"] == "authentication_error"
     wrong = httpx.post(front.v1 + "/embeddings", json=body, headers={"Authorization": "Bearer no"})
     assert wrong.status_code == 401
-    with pytest.raises(AuthenticationError):
-        OpenAI(base_url=front.v1, api_key="sk-wrong", max_retries=0).models.list()
+    with (
+        OpenAI(base_url=front.v1, api_key="sk-wrong", max_retries=0) as wrong_key,
+        pytest.raises(AuthenticationError),
+    ):
+        wrong_key.models.list()
     tei = httpx.post(front.url + "/embed", json={"inputs": "x"})
     assert tei.status_code == 401 and set(tei.json()) == {"error", "error_type"}
     # health and metrics stay open for probes and Prometheus
@@ -339,10 +346,11 @@ def test_rate_limit_answers_429_with_retry_after(
         # the limit is per key: another key still has its bucket
         b = {"Authorization": "Bearer sk-b"}
         assert httpx.post(limited.v1 + "/embeddings", json=body, headers=b).status_code == 200
-        with pytest.raises(RateLimitError):
-            OpenAI(base_url=limited.v1, api_key="sk-a", max_retries=0).embeddings.create(
-                model="minilm", input="x"
-            )
+        with (
+            OpenAI(base_url=limited.v1, api_key="sk-a", max_retries=0) as sdk,
+            pytest.raises(RateLimitError),
+        ):
+            sdk.embeddings.create(model="minilm", input="x")
 
 
 def open_descriptors(pid: int) -> int:

@@ -64,19 +64,21 @@ def chat_prompt(tiny_llama: Path, messages: list[dict[str, str]]) -> str:
     return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
 
-def sdk(front: Front) -> Any:
+@pytest.fixture(scope="module")
+def openai_client(front: Front) -> Iterator[Any]:
     from openai import OpenAI
 
-    return OpenAI(base_url=front.v1, api_key=KEY, max_retries=0, timeout=300)
+    with OpenAI(base_url=front.v1, api_key=KEY, max_retries=0, timeout=300) as client:
+        yield client
 
 
 @pytest.mark.parametrize("chat", range(len(CHATS)))
 def test_chat_equals_transformers_greedy_streamed_or_not(
-    front: Front, tiny_llama: Path, chat: int
+    front: Front, tiny_llama: Path, chat: int, openai_client: Any
 ) -> None:
     messages = CHATS[chat]
     text, prompt_tokens, new_tokens = greedy(tiny_llama, chat_prompt(tiny_llama, messages))
-    client = sdk(front)
+    client = openai_client
     whole = client.chat.completions.create(
         model="llm", messages=messages, temperature=0, max_tokens=MAX_TOKENS
     )
@@ -110,9 +112,11 @@ def test_chat_equals_transformers_greedy_streamed_or_not(
     assert len({c.id for c in chunks}) == 1 and chunks[0].object == "chat.completion.chunk"
 
 
-def test_completions_equal_transformers_greedy(front: Front, tiny_llama: Path) -> None:
+def test_completions_equal_transformers_greedy(
+    front: Front, tiny_llama: Path, openai_client: Any
+) -> None:
     text, prompt_tokens, new_tokens = greedy(tiny_llama, PROMPT)
-    client = sdk(front)
+    client = openai_client
     whole = client.completions.create(
         model="llm", prompt=PROMPT, temperature=0, max_tokens=MAX_TOKENS
     )
@@ -129,8 +133,8 @@ def test_completions_equal_transformers_greedy(front: Front, tiny_llama: Path) -
     assert echoed.choices[0].text == PROMPT + text
 
 
-def test_sampling_parameters_reach_vllm(front: Front) -> None:
-    client = sdk(front)
+def test_sampling_parameters_reach_vllm(front: Front, openai_client: Any) -> None:
+    client = openai_client
     one = client.completions.create(
         model="llm", prompt=PROMPT, max_tokens=8, temperature=1.0, seed=7,
         extra_body={"ignore_eos": True},
@@ -160,12 +164,13 @@ def test_langchain_chat_openai_works_unchanged(front: Front, tiny_llama: Path) -
 
     messages = CHATS[0]
     text, _, _ = greedy(tiny_llama, chat_prompt(tiny_llama, messages))
-    chat = ChatOpenAI(
-        model="llm", base_url=front.v1, api_key=KEY, temperature=0, max_tokens=MAX_TOKENS,
-        max_retries=0,
-    )  # fmt: skip
-    assert chat.invoke([("user", "hello world")]).content == text
-    assert "".join(str(c.content) for c in chat.stream([("user", "hello world")])) == text
+    with httpx.Client(timeout=300) as http:  # ours, so that it is closed
+        chat = ChatOpenAI(
+            model="llm", base_url=front.v1, api_key=KEY, temperature=0, max_tokens=MAX_TOKENS,
+            max_retries=0, http_client=http,
+        )  # fmt: skip
+        assert chat.invoke([("user", "hello world")]).content == text
+        assert "".join(str(c.content) for c in chat.stream([("user", "hello world")])) == text
 
 
 @pytest.mark.parametrize(
@@ -196,10 +201,12 @@ def test_chat_errors_are_openai_errors(
         assert error["param"] == param
 
 
-def test_vllm_parameters_are_checked_before_the_stream_starts(front: Front) -> None:
+def test_vllm_parameters_are_checked_before_the_stream_starts(
+    front: Front, openai_client: Any
+) -> None:
     from openai import BadRequestError
 
-    client = sdk(front)
+    client = openai_client
     with pytest.raises(BadRequestError, match="top_k"):
         client.chat.completions.create(
             model="llm", messages=CHATS[0], max_tokens=4, stream=True, extra_body={"top_k": -7}
@@ -210,15 +217,16 @@ def test_vllm_parameters_are_checked_before_the_stream_starts(front: Front) -> N
         )
 
 
-def test_no_key_is_401_and_n2_through_the_sdk_is_400(front: Front) -> None:
+def test_no_key_is_401_and_n2_through_the_sdk_is_400(front: Front, openai_client: Any) -> None:
     from openai import AuthenticationError, BadRequestError, OpenAI
 
-    with pytest.raises(AuthenticationError):
-        OpenAI(base_url=front.v1, api_key="sk-other", max_retries=0).chat.completions.create(
-            model="llm", messages=CHATS[0], max_tokens=4
-        )
+    with (
+        OpenAI(base_url=front.v1, api_key="sk-other", max_retries=0) as other,
+        pytest.raises(AuthenticationError),
+    ):
+        other.chat.completions.create(model="llm", messages=CHATS[0], max_tokens=4)
     with pytest.raises(BadRequestError, match="n=2"):
-        sdk(front).chat.completions.create(model="llm", messages=CHATS[0], max_tokens=4, n=2)
+        openai_client.chat.completions.create(model="llm", messages=CHATS[0], max_tokens=4, n=2)
 
 
 def test_health_generates_one_token(front: Front) -> None:
@@ -272,7 +280,9 @@ def test_the_cancellation_reaches_vllm(front: Front, llm_server: LocalServer) ->
         time.sleep(0.2)
 
 
-def test_many_streams_finished_or_abandoned_leave_no_descriptors(front: Front) -> None:
+def test_many_streams_finished_or_abandoned_leave_no_descriptors(
+    front: Front, openai_client: Any
+) -> None:
     """Every stream opens its own gRPC stream to Triton: finished, abandoned or refused, each
     is closed (a long-lived front must not collect them)."""
     import os
@@ -280,7 +290,7 @@ def test_many_streams_finished_or_abandoned_leave_no_descriptors(front: Front) -
     def descriptors() -> int:
         return len(os.listdir(f"/proc/{front.process.pid}/fd"))
 
-    client = sdk(front)
+    client = openai_client
     client.chat.completions.create(model="llm", messages=CHATS[0], max_tokens=4)  # warm
     before = descriptors()
     for i in range(24):
