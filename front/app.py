@@ -71,6 +71,10 @@ def error_response(path: str, error: APIError) -> Response:
     )
 
 
+class _ClientGone(Exception):
+    """The client disconnected before its body was read: there is no one to answer."""
+
+
 class Guard:
     """Body limit, keys, rate limit and metrics, around the whole app."""
 
@@ -120,8 +124,8 @@ class Guard:
         more = True
         while more:
             message = await receive()
-            if message["type"] != "http.request":
-                return None
+            if message["type"] != "http.request":  # the client went away mid-body
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
@@ -152,14 +156,12 @@ class Guard:
             else ("/v1/models/{name}" if path.startswith("/v1/models/") else "other")
         )
         scope.setdefault("state", {})
-        status = 500
 
         async def counted(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
                 model = str(scope["state"].get("model", ""))
-                self.front.metrics.observe(route, model, status, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.front.metrics.observe(route, model, int(message["status"]), seconds)
             await send(message)
 
         try:
@@ -174,6 +176,8 @@ class Guard:
                 _as_json(scope)
         except APIError as error:
             await error_response(path, error)(scope, receive, counted)
+            return
+        except _ClientGone:
             return
         await self.app(scope, receive, counted)
 
