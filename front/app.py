@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 
 from front import openai_api, tei_api
 from front.backend import Backend, FrontSettings
+from front.catalog import ServedModel
 from front.errors import APIError, openai_body, tei_body
 from front.metrics import CONTENT_TYPE
 from front.state import Front, front_of
@@ -209,7 +210,8 @@ async def _health(front: Front) -> tuple[bool, dict[str, Any]]:
     """A real inference on each model (one token for a generation model)."""
     backend = front.live
 
-    async def check(name: str, task: str) -> tuple[str, dict[str, Any]]:
+    async def check(model: ServedModel) -> tuple[str, dict[str, Any]]:
+        name, task = model.name, model.task
         started = time.perf_counter()
         try:
             async with asyncio.timeout(HEALTH_TIMEOUT):
@@ -219,7 +221,7 @@ async def _health(front: Front) -> tuple[bool, dict[str, Any]]:
                     await backend.tasks[name].embed(["health"])
                 elif task == "text-classification":
                     client = backend.tasks[name]
-                    pairs = ["probe"] if front.catalog.get(name).pair else None  # type: ignore[union-attr]
+                    pairs = ["probe"] if model.pair else None
                     await client.classify(["health"], pairs)
                 elif task == "text-reranking":
                     await backend.tasks[name].rerank("health", ["probe"])
@@ -230,7 +232,7 @@ async def _health(front: Front) -> tuple[bool, dict[str, Any]]:
         seconds = time.perf_counter() - started
         return name, {"ok": True, "task": task, "detail": f"answered in {seconds:.3f} s"}
 
-    results = await asyncio.gather(*(check(m.name, m.task) for m in front.catalog.models))
+    results = await asyncio.gather(*(check(m) for m in front.catalog.models))
     models = dict(results)
     return all(entry["ok"] for entry in models.values()), models
 

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from front.errors import APIError
@@ -83,7 +84,7 @@ class Prompter:
 
         return cls(model, AutoTokenizer.from_pretrained(folder), max_model_len)
 
-    @property
+    @cached_property
     def adds_bos(self) -> bool:
         bos = self.tokenizer.bos_token_id
         ids = self.tokenizer("x", add_special_tokens=True)["input_ids"]

@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse
 
-from clients import AsyncTextStream, ClientError
+from clients import AsyncTextStream, ClientError, Generation
 from front import generation as gen
 from front.errors import APIError, from_client_error, openai_body
 from front.schemas import ChatRequest, CompletionRequest, EmbeddingsRequest
@@ -170,8 +170,7 @@ def _events(
     return events()
 
 
-def _counts(stream: AsyncTextStream) -> dict[str, int]:
-    result = stream.generation
+def _counts(result: Generation) -> dict[str, int]:
     return gen.usage(result.num_input_tokens or 0, result.num_output_tokens or 0)
 
 
@@ -196,7 +195,7 @@ async def chat(body: ChatRequest, request: Request) -> Response:
     with_usage = bool(body.stream_options and body.stream_options.include_usage)
     if not body.stream:
         result = await _generate(request, model.name, prompt, params)
-        counts = gen.usage(result.num_input_tokens or 0, result.num_output_tokens or 0)
+        counts = _counts(result)
         return json_response(gen.chat_response(env, result.text, result.finish_reason, counts))
     stream, first = await _open(request, model.name, prompt, params)
     opened = [gen.chat_chunk(env, {"role": "assistant", "content": ""}, with_usage=with_usage)]
@@ -210,7 +209,7 @@ async def chat(body: ChatRequest, request: Request) -> Response:
         reason = gen.finish(done.generation.finish_reason)
         out = [*opened, gen.chat_chunk(env, {}, reason, with_usage=with_usage)]
         if with_usage:
-            out.append(gen.chat_chunk(env, None, counts=_counts(done), with_usage=True))
+            out.append(gen.chat_chunk(env, None, counts=_counts(done.generation), with_usage=True))
         return out
 
     return EventSourceResponse(_events(request, model.name, stream, first, chunks, closing))
@@ -230,7 +229,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     with_usage = bool(body.stream_options and body.stream_options.include_usage)
     if not body.stream:
         result = await _generate(request, model.name, prompt, params, echo=body.echo)
-        counts = gen.usage(result.num_input_tokens or 0, result.num_output_tokens or 0)
+        counts = _counts(result)
         return json_response(
             gen.completion_response(env, result.text, result.finish_reason, counts)
         )
@@ -246,7 +245,9 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         reason = gen.finish(done.generation.finish_reason)
         out = [*echoed, gen.completion_chunk(env, "", reason, with_usage=with_usage)]
         if with_usage:
-            out.append(gen.completion_chunk(env, None, counts=_counts(done), with_usage=True))
+            out.append(
+                gen.completion_chunk(env, None, counts=_counts(done.generation), with_usage=True)
+            )
         return out
 
     return EventSourceResponse(_events(request, model.name, stream, first, chunks, closing))

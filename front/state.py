@@ -38,8 +38,8 @@ def front_of(request: Request) -> Front:
 def resolve(request: Request, name: str, task: str, route: str) -> ServedModel:
     """The served model ``name`` for ``route``: 404 if unknown, 400 if of another task."""
     catalog = front_of(request).catalog
-    request.state.model = name if catalog.get(name) is not None else "unknown"
     model = catalog.get(name)
+    request.state.model = name if model is not None else "unknown"
     if model is None:
         served = ", ".join(m.name for m in catalog.models)
         raise APIError(
