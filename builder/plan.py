@@ -151,7 +151,10 @@ def onnx_threads(model: ModelSpec, cores: int | None) -> tuple[tuple[str, str], 
         intra = None
     if intra is None:
         return ()
-    return (("inter_op_thread_count", "1"), ("intra_op_thread_count", str(intra)))
+    threads = (("inter_op_thread_count", "1"), ("intra_op_thread_count", str(intra)))
+    if not model.lend_idle_threads:  # read by the local stand-in only (see its module)
+        return (*threads, ("lend_idle_threads", "false"))
+    return threads
 
 
 def _labels(model: ModelSpec, hf_config: HFConfig, where: str) -> tuple[str, ...]:

@@ -148,6 +148,10 @@ class ModelSpec(_Frozen):
     instances: int = Field(default=1, ge=1, le=64)
     # ONNX Runtime intra-op threads per instance; None: derived (see plan.onnx_threads)
     threads: int | None = Field(default=None, ge=1, le=1024)
+    # local serving only (the stand-in for the ONNX Runtime backend): an instance running
+    # while its siblings are idle borrows their threads; false renders the config parameter
+    # lend_idle_threads "false". The NGC image's native backend ignores the parameter
+    lend_idle_threads: bool = True
     tokenizer: TokenizerSettings = TokenizerSettings()
     export: ExportSettings = ExportSettings()
     pooling: Pooling | None = None
@@ -257,6 +261,7 @@ class ModelSpec(_Frozen):
             "instances": "the vllm backend runs one KIND_MODEL instance; use "
             "engine.tensor_parallel_size or more models",
             "threads": "vLLM picks its own threads",
+            "lend_idle_threads": "vLLM picks its own threads",
             "source": "the vllm backend loads engine.model; put the model there (or a GGUF "
             "file in 'gguf')",
             "max_sequence_length": "use engine.max_model_len",

@@ -3,8 +3,10 @@ backend's `intra_op_thread_count` as Triton's ONNX Runtime backend does (NGC ima
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from builder.pipeline import build_repository
@@ -43,3 +45,41 @@ def test_intra_op_threads_reach_onnx_runtime(tmp_path: Path) -> None:
         four = stub_threads(repository, "four_onnx")
     # ONNX Runtime's intra-op pool has (threads - 1) workers beside the calling thread
     assert four - one == 3, (one, four)
+
+
+def test_an_instance_alone_borrows_its_idle_siblings_threads(tmp_path: Path) -> None:
+    """Two instances of one thread each: every stub also holds a session of both threads for
+    when it runs alone, and the instances share their running state through a file in the
+    backend folder. Answers equal those of the same model with lending turned off, one
+    request at a time (alone) and many at once (siblings running)."""
+    source = make_model(tmp_path / "model", "bert", "text-embedding")
+    spec = write_spec(
+        tmp_path / "models.yaml",
+        "repository: repo\nmodels:\n"
+        f"  - {{name: lend, task: text-embedding, source: {source}, instances: 2, threads: 1}}\n"
+        f"  - {{name: fixed, task: text-embedding, source: {source}, instances: 2, threads: 1,"
+        " lend_idle_threads: false}\n",
+    )
+    repository = build_repository(load_spec(spec), progress=lambda message: None).repository
+    assert 'key: "lend_idle_threads"' in (repository / "fixed_onnx" / "config.pbtxt").read_text()
+    assert "lend_idle_threads" not in (repository / "lend_onnx" / "config.pbtxt").read_text()
+    texts = [f"review number {i}: " + "good " * (i % 7) + "film" for i in range(24)]
+    with LocalServer(repository) as server:
+        with (
+            EmbeddingClient(server.http_url, "lend") as lend,
+            EmbeddingClient(server.http_url, "fixed") as fixed,
+        ):
+            expected = np.concatenate([fixed.embed([text]) for text in texts])
+            alone = np.concatenate([lend.embed([text]) for text in texts])
+            with ThreadPoolExecutor(8) as pool:
+                together = np.concatenate(list(pool.map(lambda t: lend.embed([t]), texts)))
+        np.testing.assert_allclose(alone, expected, atol=1e-5)
+        np.testing.assert_allclose(together, expected, atol=1e-5)
+        shared = server._workdir / "backends" / "onnxruntime"
+        assert not (shared / ".running-fixed_onnx").exists()
+        lenders = sorted(stub_pids(repository, "lend_onnx"))
+        raw = (shared / ".running-lend_onnx").read_bytes()
+        held = sorted(p for p in np.frombuffer(raw, dtype=np.int64, count=64, offset=8 * 64) if p)
+        assert held == lenders and len(lenders) == 2
+        # the borrowed session's pool: one more worker thread in each lending stub
+        assert stub_threads(repository, "lend_onnx") == stub_threads(repository, "fixed_onnx") + 1

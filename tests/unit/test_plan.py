@@ -430,6 +430,15 @@ def test_unmapped_member_input(plan: ModelPlan) -> None:
             "defaults: {cores: 8}\n",
             (("inter_op_thread_count", "1"), ("intra_op_thread_count", "3")),
         ),
+        (
+            ", instances: 2, lend_idle_threads: false",
+            "defaults: {cores: 2}\n",
+            (
+                ("inter_op_thread_count", "1"),
+                ("intra_op_thread_count", "1"),
+                ("lend_idle_threads", "false"),
+            ),
+        ),
     ],
 )
 def test_onnx_threads_fit_the_instances(
