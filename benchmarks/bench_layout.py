@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_layout.py [--seconds 20] [--concurrency 1,16]
 
-Serves, in turn, six variants of the `minilm` repository with the same tritonserver, corpus
+Serves, in turn, eight variants of the `minilm` repository with the same tritonserver, corpus
 and load generator as ``bench_side_by_side.py`` (one text per request, closed loop):
 
 1. ``start``: the layout before this work (tokenizer -> ONNX -> Python pooling, three hops),
@@ -12,12 +12,16 @@ and load generator as ``bench_side_by_side.py`` (one text per request, closed lo
 3. ``+head``: pooling and normalisation in the graph (two hops), the tokenizer without its
    dynamic batcher and without buckets;
 4. ``+tokenizer batching``: the tokenizer's dynamic batcher on, each batch padded to its
-   longest text (what ``models.yaml`` builds);
+   longest text; the ONNX member waits up to 1 ms for more requests (preferred batch sizes
+   8 and 16), and its instances keep their own threads (``lend_idle_threads: false``);
 5. ``instead: buckets``: 4 with padding to multiples of 16 tokens;
-6. ``+fused graph``: 4 with ``export.optimize: true``.
+6. ``+no queue delay``: 4 with the ONNX member's ``max_queue_delay_us: 0``;
+7. ``+idle threads lent``: 6 with an instance that runs alone borrowing its idle sibling's
+   thread (the local stand-in's ``lend_idle_threads``; what ``models.yaml`` builds);
+8. ``+fused graph``: 7 with ``export.optimize: true``.
 
-Variants 3 and 5 are the built repository with its tokenizer config edited (in a copy); 6 is
-a build of models.yaml with export.optimize. Prints one table; asserts nothing.
+Variants 3-7 are the built repository with its configs edited (in a copy); 8 is a build of
+models.yaml with export.optimize. Prints one table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -69,6 +73,20 @@ def _unbatched_tokenizer(repo: Path, bucket: int | None) -> None:
         _edit(config, r"dynamic_batching \{[^}]*\}\n", "")
         bucket = 1
     _edit(config, r'(key: "bucket"\s*value: \{ string_value: ")\d+(" \})', rf"\g<1>{bucket}\2")
+
+
+def _fixed_threads(repo: Path) -> None:
+    """The ONNX member's instances keep their own threads (no lending)."""
+    config = repo / "minilm_onnx" / "config.pbtxt"
+    _edit(config, r"\Z", 'parameters {\n  key: "lend_idle_threads"\n'
+          '  value: { string_value: "false" }\n}\n')  # fmt: skip
+
+
+def _queue_delay(repo: Path) -> None:
+    """The ONNX member's batcher as models.yaml had it before: 1 ms, preferred 8 and 16."""
+    config = repo / "minilm_onnx" / "config.pbtxt"
+    _edit(config, r"dynamic_batching \{[^}]*\}\n", "dynamic_batching {\n  preferred_batch_size:"
+          " [ 8, 16 ]\n  max_queue_delay_microseconds: 1000\n}\n")  # fmt: skip
 
 
 def _old_layout(cache: Path) -> Path:
@@ -130,16 +148,22 @@ def variants(base: Path, cache: Path, work: Path) -> list[tuple[str, Path]]:
         r'parameters \{\s*key: "inter_op_thread_count".*?intra_op_thread_count"[^}]*\}\s*\}\n',
         "",
     )
-    head = _copy(base, work / "head")
+    no_delay = _copy(base, work / "no_delay")
+    _fixed_threads(no_delay)
+    batched = _copy(no_delay, work / "batched")
+    _queue_delay(batched)
+    head = _copy(batched, work / "head")
     _unbatched_tokenizer(head, bucket=None)
-    buckets = _copy(base, work / "buckets")
+    buckets = _copy(batched, work / "buckets")
     _unbatched_tokenizer(buckets, bucket=16)
     return [
         ("start: 3 hops, ONNX Runtime default threads", start),
         ("+threads: 1 intra-op thread per instance", old),
         ("+head: pooling in the graph, 2 hops (tokenizer unbatched)", head),
-        ("+tokenizer batching, pad to the longest (models.yaml)", base),
+        ("+tokenizer batching, pad to the longest", batched),
         ("instead: buckets of 16 tokens", buckets),
+        ("+no queue delay on the ONNX member", no_delay),
+        ("+idle threads lent to an instance alone (models.yaml)", base),
         ("+fused graph (export.optimize)", _optimized(work)),
     ]
 
