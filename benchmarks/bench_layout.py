@@ -148,6 +148,8 @@ def variants(base: Path, cache: Path, work: Path) -> list[tuple[str, Path]]:
         r'parameters \{\s*key: "inter_op_thread_count".*?intra_op_thread_count"[^}]*\}\s*\}\n',
         "",
     )
+    threads = _copy(old, work / "threads")
+    _fixed_threads(threads)  # the stand-in would otherwise lend (variant 7)
     no_delay = _copy(base, work / "no_delay")
     _fixed_threads(no_delay)
     batched = _copy(no_delay, work / "batched")
@@ -158,7 +160,7 @@ def variants(base: Path, cache: Path, work: Path) -> list[tuple[str, Path]]:
     _unbatched_tokenizer(buckets, bucket=16)
     return [
         ("start: 3 hops, ONNX Runtime default threads", start),
-        ("+threads: 1 intra-op thread per instance", old),
+        ("+threads: 1 intra-op thread per instance", threads),
         ("+head: pooling in the graph, 2 hops (tokenizer unbatched)", head),
         ("+tokenizer batching, pad to the longest", batched),
         ("instead: buckets of 16 tokens", buckets),
@@ -177,7 +179,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--cache", type=Path, default=plain.default_cache())
+    parser.add_argument(
+        "--only", default="", help="comma-separated variant numbers to serve (default: all)"
+    )
     args = parser.parse_args()
+    only = {int(n) for n in args.only.split(",") if n.strip()}
     bench_args = sbs.parse_args(
         [
             "--systems", "ours",
@@ -195,7 +201,10 @@ def main() -> int:
     levels = bench_args.concurrency
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        for label, repo in variants(args.repository.resolve(), args.cache, Path(scratch)):
+        chosen = variants(args.repository.resolve(), args.cache, Path(scratch))
+        for number, (label, repo) in enumerate(chosen, 1):
+            if only and number not in only:
+                continue
             print(f"== {label} (load average {os.getloadavg()[0]:.2f})", flush=True)
             row = sbs.Row("ours")
             sbs.measure_served(bench, row, lambda repo=repo: served.serve_ours(repo, "minilm"))
