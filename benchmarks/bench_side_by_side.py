@@ -5,6 +5,7 @@ quotes it).
     .venv/bin/python benchmarks/bench_side_by_side.py                 # all four, 20 s a level
     .venv/bin/python benchmarks/bench_side_by_side.py --cpus 0,1 --json side_by_side.json
     .venv/bin/python benchmarks/bench_side_by_side.py --systems ours,baseline --seconds 5
+    .venv/bin/python benchmarks/bench_side_by_side.py --rounds 3   # in turns; medians too
 
 Systems (--systems, in this order):
   ours      the built repository (--repository; build it first: `build-repo models.yaml`)
@@ -48,6 +49,7 @@ import math
 import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -159,10 +161,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="optimum",
         help="infinity's engine: optimum (ONNX Runtime, default) or torch",
     )
+    add(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every system this many times, in turns (ours, baseline, ..., ours, "
+        "baseline, ...); each round prints its table, then the median and range of each "
+        "acceptance figure over the rounds (default 1)",
+    )
     add("--json", type=Path, default=None, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or min(args.ceiling_batches) < 1:
         parser.error("--concurrency and --ceiling-batches take numbers of at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds takes a number of at least 1")
     args.concurrency = sorted(set(args.concurrency))
     return args
 
@@ -471,17 +483,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pinned to cores {cpus}; load average {os.getloadavg()[0]:.2f}; {len(texts)} texts")
     print("sentence-transformers reference for the correctness check", flush=True)
     bench = Bench(args, cpus, texts, check, plain.reference(source, check), source)
-    rows = []
-    for name in args.systems:
-        print(f"== {LABELS[name]} (load average {os.getloadavg()[0]:.2f})", flush=True)
-        rows.append(measure(bench, name))
-    figures = report(bench, rows)
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"\n#### round {number} of {args.rounds}", flush=True)
+        rows = []
+        for name in args.systems:
+            print(f"== {LABELS[name]} (load average {os.getloadavg()[0]:.2f})", flush=True)
+            rows.append(measure(bench, name))
+        rounds.append((rows, report(bench, rows)))
+    document: dict[str, Any] = {"settings": settings(bench, started)}
+    if args.rounds > 1:
+        document["median"] = over_rounds([figures for _, figures in rounds])
+    document |= rounds[-1][1] if args.rounds == 1 else {}
+    document["rounds"] = [
+        {**figures, "rows": [row.as_json() for row in rows]} for rows, figures in rounds
+    ]
     if args.json:
-        document = {"settings": settings(bench, started), **figures}
-        document["rows"] = [row.as_json() for row in rows]
         args.json.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def over_rounds(figures: list[dict[str, Any]]) -> dict[str, dict[str, float] | None]:
+    """Each acceptance figure's median, lowest and highest value over the rounds; printed."""
+    print(f"\nAcceptance figures over {len(figures)} rounds: median (lowest-highest)")
+    summary: dict[str, dict[str, float] | None] = {}
+    for name in figures[0]["acceptance"]:
+        values = sorted(f["acceptance"][name] for f in figures if f["acceptance"][name])
+        if not values:
+            summary[name] = None
+            print(f"  {name}: —")
+            continue
+        median = statistics.median(values)
+        summary[name] = {"median": median, "lowest": values[0], "highest": values[-1]}
+        print(f"  {name}: {median:.2f} ({values[0]:.2f}-{values[-1]:.2f})")
+    return summary
 
 
 if __name__ == "__main__":
