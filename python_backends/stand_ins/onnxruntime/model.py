@@ -15,6 +15,7 @@ shared file in the backend folder (``_Siblings``). The config parameter
 ``lend_idle_threads: "false"`` turns this off.
 """
 
+import contextlib
 import fcntl
 import json
 import mmap
@@ -147,10 +148,9 @@ class TritonPythonModel:
         lend = params.get("lend_idle_threads", "true").strip().lower() not in ("false", "0")
         if lend and intra > 0 and instances > 1:
             here = os.path.dirname(os.path.abspath(__file__))
-            try:
+            # a read-only backend folder, or no free slot: fixed threads
+            with contextlib.suppress(OSError, RuntimeError):
                 self.siblings = _Siblings(os.path.join(here, f".running-{config['name']}"))
-            except OSError:  # a read-only backend folder: no lending, fixed threads
-                self.siblings = None
             if self.siblings is not None:
                 # spinning stops when a run ends, so a sibling that starts next is not slowed
                 self.solo = self._open(
@@ -195,16 +195,13 @@ class TritonPythonModel:
                 continue
             key = tuple((n, a.shape[1:]) for n, a in arrays.items())
             groups.setdefault(key, []).append((index, arrays))
-        if self.siblings is None:
-            for members in groups.values():
-                self._run_group(self.session, members, responses)
-            return responses
-        alone = self.siblings.begin()
+        alone = self.siblings is not None and self.siblings.begin()
         try:
             for members in groups.values():
                 self._run_group(self.solo if alone else self.session, members, responses)
         finally:
-            self.siblings.end()
+            if self.siblings is not None:
+                self.siblings.end()
         return responses
 
     def _run_group(self, session, members, responses):
