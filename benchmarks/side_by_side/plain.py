@@ -79,8 +79,11 @@ def plain_export(source: Path, cache: Path) -> PlainModel:
     target = cache / f"plain-onnx-{source_key(source)}"
     if (target / "model.onnx").is_file() and (target / "tokenizer.json").is_file():
         return PlainModel(target)
+    from dataclasses import replace
+
     from builder.errors import BuildError
     from builder.export import export_onnx, load_model
+    from builder.heads import GraphHead
     from builder.registry import REGISTRY
 
     print(f"exporting the plain graph of {source} into {target} (once)", flush=True)
@@ -90,7 +93,10 @@ def plain_export(source: Path, cache: Path) -> PlainModel:
         model_type = json.loads((source / "config.json").read_text(encoding="utf-8"))["model_type"]
         task = REGISTRY.task("text-embedding")
         model = load_model(source, task)
-        export_onnx(model, REGISTRY.architecture(model_type), task, OPSET, staging)
+        # no head: the graph ends at the hidden states, as a hand-written export does
+        plain_task = replace(task, output_name="last_hidden_state")
+        architecture = REGISTRY.architecture(model_type)
+        export_onnx(model, architecture, plain_task, GraphHead("identity"), OPSET, staging)
         shutil.copy2(source / "tokenizer.json", staging / "tokenizer.json")
         staging.rename(target)
     except BuildError as exc:
