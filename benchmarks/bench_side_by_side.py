@@ -131,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--corpus-size", type=int, default=1000, help="generated texts (default 1000)")
     add("--seed", type=int, default=1234, help="seed of the generated corpus (default 1234)")
     add(
+        "--words",
+        type=_int_list,
+        default=[corpus.MIN_WORDS, corpus.MAX_WORDS],
+        help="fewest and most words of a generated text (default "
+        f"{corpus.MIN_WORDS},{corpus.MAX_WORDS}, the acceptance corpus)",
+    )
+    add(
         "--repository",
         type=Path,
         default=ROOT / "model_repository",
@@ -173,6 +180,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.concurrency) < 1 or min(args.ceiling_batches) < 1:
         parser.error("--concurrency and --ceiling-batches take numbers of at least 1")
+    if len(args.words) != 2 or not 1 <= args.words[0] <= args.words[1]:
+        parser.error("--words takes MIN,MAX with 1 <= MIN <= MAX")
     if args.rounds < 1:
         parser.error("--rounds takes a number of at least 1")
     args.concurrency = sorted(set(args.concurrency))
@@ -476,7 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     args.cache.mkdir(parents=True, exist_ok=True)
     texts = (
-        corpus.load(args.corpus) if args.corpus else corpus.generate(args.corpus_size, args.seed)
+        corpus.load(args.corpus)
+        if args.corpus
+        else corpus.generate(args.corpus_size, args.seed, *args.words)
     )
     source = plain.minilm_source()
     check = corpus.check_texts(texts)

@@ -1,4 +1,5 @@
-"""The texts every system is measured on: one text per request, 6 to 40 words each."""
+"""The texts every system is measured on: one text per request, 6 to 40 words each (or
+another range: ``--words``)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ CHECK_TEXTS = (
 )
 
 
-def generate(count: int, seed: int) -> list[str]:
-    """``count`` texts of MIN_WORDS..MAX_WORDS words; the same seed gives the same texts."""
+def generate(
+    count: int, seed: int, min_words: int = MIN_WORDS, max_words: int = MAX_WORDS
+) -> list[str]:
+    """``count`` texts of min_words..max_words words; the same seed gives the same texts."""
     rng = random.Random(seed)
     texts = []
     for _ in range(count):
-        words = [rng.choice(_WORDS) for _ in range(rng.randint(MIN_WORDS, MAX_WORDS))]
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(min_words, max_words))]
         texts.append(" ".join(words).capitalize() + rng.choice(".?!"))
     return texts
 
