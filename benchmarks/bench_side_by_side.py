@@ -217,7 +217,7 @@ class Row:
 
     def texts_per_s(self, level: int, lowest: int) -> float | None:
         if self.ceiling:  # the lowest level: one caller, one text at a time
-            one = [rate for (_, _, batch), rate in self.ceiling.items() if batch == 1]
+            one = [rate for (n, _, batch), rate in self.ceiling.items() if (n, batch) == (1, 1)]
             return max(one, default=None) if level == lowest else max(self.ceiling.values())
         result = self.levels.get(level)
         return result.texts_per_s if result else None
@@ -307,8 +307,6 @@ def measure_ceiling(bench: Bench, row: Row) -> None:
         if row.min_cosine is None:
             row.min_cosine = plain.min_cosine(embedders[0](bench.check), bench.expected)
         for batch in bench.args.ceiling_batches:
-            if sessions > 1 and batch == 1:
-                continue  # the c=1 column is one caller: one session
             rate = plain.ceiling_throughput(embedders, bench.texts, batch, bench.args.seconds / 2)
             row.ceiling[sessions, threads, batch] = rate
             print(
