@@ -81,8 +81,8 @@ class _Siblings:
             if not free:
                 raise RuntimeError(f"{path}: every slot is held by a running process")
             self._slot = free[0]
+            self._free(self._slot)
             self._pids[self._slot] = os.getpid()
-            self._state[self._slot] = self._started[self._slot] = self._alone[self._slot] = 0
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
@@ -91,11 +91,13 @@ class _Siblings:
         self._waited = False
         self.calm = 0  # this instance's last batches in a row that no sibling was busy beside
 
+    def _free(self, slot):
+        self._pids[slot] = self._state[slot] = self._started[slot] = self._alone[slot] = 0
+
     def _clear_dead(self):
         for slot, pid in enumerate(self._pids):  # killed stubs: their marks go with them
             if pid != 0 and not _alive(int(pid)):
-                self._pids[slot] = self._state[slot] = self._started[slot] = 0
-                self._alone[slot] = 0
+                self._free(slot)
 
     def _busy(self):
         return bool((self._state[self._others] != IDLE).any())
@@ -127,7 +129,7 @@ class _Siblings:
         self.calm = 0 if overlapped else self.calm + 1
 
     def close(self):
-        self._state[self._slot] = self._started[self._slot] = self._pids[self._slot] = 0
+        self._free(self._slot)
         del self._state, self._started, self._pids, self._alone
         self._map.close()
 
